@@ -1,0 +1,503 @@
+"""Genesis in PyTorch, bottom-up: the neuron parts, a section of neurons, input/output parts, the model.
+
+A section stores the weights of all its neurons stacked (neuron j's dendrite k is
+`dendrites.weight[j, k]`), so a hop can evaluate every candidate in one batched op. The original
+code base's per-neuron key layout is translated in `genesis.compat`. How a section routes a signal
+lives in `genesis.routing`; this file holds the arithmetic of each part.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration import GenesisConfig, check_size
+from .trace import Recorder, RoutingTrace
+
+DROPOUT = 0.1
+LN_EPS = 1e-5
+STRAIGHT_THROUGH_TEMPERATURE = 0.1
+
+
+def neighbor_wiring(config: GenesisConfig) -> list[list[list[int]]]:
+    """Each neuron's neighbors, per section: the original's algorithm with a private generator."""
+    rng = random.Random(config.n_seed)
+    wiring = []
+    for _ in range(config.n_sections):
+        section = []
+        for j in range(config.n_neurons):
+            others = [k for k in range(config.n_neurons) if k != j]
+            section.append(rng.sample(others, config.n_neighbors))
+        wiring.append(section)
+    return wiring
+
+
+# ---------------------------------------------------------------------------------------------
+# Neuron parts, stacked over the neurons of a section
+
+
+class UnitChain(nn.Module):
+    """For each of N neurons, a chain of K units: Linear(D, D, no bias) → LayerNorm(no bias) → SiLU → Dropout.
+
+    Dendrites, synapses and the axon's unit are all such chains.
+    """
+
+    def __init__(self, n_neurons: int, n_units: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_neurons, n_units, dim, dim))  # (N, K, out, in)
+        self.norm = nn.Parameter(torch.ones(n_neurons, n_units, dim))  # (N, K, D)
+
+    @property
+    def n_units(self) -> int:
+        return self.weight.shape[1]
+
+    def one(self, x: torch.Tensor, neuron: int) -> torch.Tensor:
+        """Neuron `neuron`'s chain on x (..., D): the literal path, as the original computes it."""
+        for k in range(self.n_units):
+            x = F.linear(x, self.weight[neuron, k])
+            x = F.layer_norm(x, x.shape[-1:], self.norm[neuron, k], eps=LN_EPS)
+            x = F.dropout(F.silu(x), DROPOUT, self.training)
+        return x
+
+    def many(self, x: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
+        """Chains of C neurons on the same x (R, T, D) in batched ops -> (C, R*T, D)."""
+        rows, dim = x.shape[0] * x.shape[1], x.shape[-1]
+        h = x.reshape(1, rows, dim)
+        for k in range(self.n_units):
+            w = self.weight[neurons, k]  # (C, out, in)
+            if k == 0:  # one GEMM for all candidates: they share their input
+                h = (h[0] @ w.permute(2, 0, 1).reshape(dim, -1)).view(rows, len(neurons), dim).transpose(0, 1)
+            else:
+                h = torch.bmm(h, w.transpose(1, 2))  # (C, R*T, D)
+            h = F.layer_norm(h, (dim,), eps=LN_EPS) * self.norm[neurons, k].unsqueeze(1)
+            h = F.dropout(F.silu(h), DROPOUT, self.training)
+        if self.n_units == 0:
+            h = h.expand(len(neurons), rows, dim)
+        return h
+
+    def per_row(self, x: torch.Tensor, neuron_of_row: torch.Tensor) -> torch.Tensor:
+        """Row r of x (R, T, D) through the chain of neuron_of_row[r]; rows grouped by neuron."""
+        if self.n_units == 0:
+            return x
+        out = torch.empty_like(x)
+        for neuron in torch.unique(neuron_of_row).tolist():
+            rows = (neuron_of_row == neuron).nonzero().squeeze(1)
+            out = out.index_copy(0, rows, self.one(x.index_select(0, rows), neuron))
+        return out
+
+
+class Soma(nn.Module):
+    """v[b] = sigmoid(w · mean_t h[b, t, :]), one w per neuron."""
+
+    def __init__(self, n_neurons: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_neurons, dim))  # (N, D)
+
+    def one(self, h: torch.Tensor, neuron: int) -> torch.Tensor:
+        return torch.sigmoid(F.linear(h.mean(dim=-2), self.weight[neuron : neuron + 1])).squeeze(-1)  # (B,)
+
+    def many(self, h: torch.Tensor, neurons: torch.Tensor, samples: int) -> torch.Tensor:
+        """h (C, R*T, D) from UnitChain.many -> voltages (C, R)."""
+        mean = h.reshape(h.shape[0], samples, -1, h.shape[-1]).mean(dim=2)  # (C, R, D)
+        return torch.sigmoid(torch.bmm(mean, self.weight[neurons].unsqueeze(-1))).squeeze(-1)
+
+
+class Attention(nn.Module):
+    """Multi-head scaled-dot-product attention of the attentive neurons (the first A of a section)."""
+
+    def __init__(self, n_attentive: int, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Parameter(torch.empty(n_attentive, dim, dim))
+        self.k = nn.Parameter(torch.empty(n_attentive, dim, dim))
+        self.v = nn.Parameter(torch.empty(n_attentive, dim, dim))
+
+    def one(self, x: torch.Tensor, neuron: int, y: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        source = x if y is None else y
+        b, t, d = x.shape
+        q = F.linear(x, self.q[neuron]).view(b, t, self.heads, -1).transpose(1, 2)  # (B, H, T, d)
+        k = F.linear(source, self.k[neuron]).view(b, source.shape[1], self.heads, -1).transpose(1, 2)
+        v = F.linear(source, self.v[neuron]).view(b, source.shape[1], self.heads, -1).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, d)
+        return out.transpose(1, 2).reshape(b, t, d)
+
+
+@dataclass
+class PassContext:
+    """Everything one forward pass carries down: never stored on a module."""
+
+    attention_mask: torch.Tensor | None  # (B, 1, T, S) bool, or None for full attention
+    y: torch.Tensor | None
+    recorder: Recorder | None
+    trainable: bool
+    router: Callable | None = None  # per-pass override of the section's router (the oracle, in tests)
+
+
+class Section(nn.Module):
+    """N neurons (the first A attentive), their wiring, and one routing function chosen at build time."""
+
+    def __init__(self, config: GenesisConfig, index: int, neighbors: list[list[int]], router: Callable):
+        super().__init__()
+        n, d = config.n_neurons, config.inner_dim
+        self.index = index
+        self.n_attentive = config.n_attentive_neurons
+        self.neighbors = neighbors  # plain Python lists: the wiring never changes after build
+        self.register_buffer("neighbor_table", torch.tensor(neighbors, dtype=torch.long).view(n, -1), persistent=False)
+        self.dendrites = UnitChain(n, config.n_dendritics, d)
+        self.soma = Soma(n, d)
+        self.attention = Attention(config.n_attentive_neurons, d, config.n_attentive_neuron_heads)
+        self.axon = UnitChain(n, 1, d)
+        self.synapses = UnitChain(n, config.n_synapses, d)
+        self.norm = nn.Parameter(torch.ones(n, d))  # each neuron's own `ln`, applied when it connects
+        self.threshold = nn.Parameter(torch.full((n,), 0.5))
+        self.router = router
+
+    @property
+    def n_neurons(self) -> int:
+        return self.threshold.shape[0]
+
+    def interact(self, x: torch.Tensor, neuron: int) -> torch.Tensor:
+        """Dendrite chain then soma: per-sample voltages (B,) of one neuron (literal path)."""
+        return self.soma.one(self.dendrites.one(x, neuron), neuron)
+
+    def interact_many(self, x: torch.Tensor, neurons: list[int]) -> torch.Tensor:
+        """Voltages (C, R) of C neurons on x (R, T, D), in batched ops."""
+        index = torch.tensor(neurons, device=x.device)
+        return self.soma.many(self.dendrites.many(x, index), index, x.shape[0])
+
+    def fire(self, x: torch.Tensor, neuron: int, ctx: PassContext | None) -> torch.Tensor:
+        """A neuron's own work before it connects: x + axon(x), then + synapse chain.
+
+        Only a start neuron gets ctx (attention mask and y); hops fire with neither, as in the original.
+        """
+        a = x
+        if neuron < self.n_attentive:
+            mask = ctx.attention_mask if ctx is not None else None
+            a = self.attention.one(x, neuron, ctx.y if ctx is not None else None, mask)
+        x = x + self.axon.one(a, neuron)  # (B, T, D)
+        return x + self.synapses.one(x, neuron)
+
+    def fire_per_row(self, x: torch.Tensor, neuron_of_row: torch.Tensor) -> torch.Tensor:
+        """Plain neurons firing, a different one per row (per-sample routing)."""
+        x = x + self.axon.per_row(x, neuron_of_row)
+        return x + self.synapses.per_row(x, neuron_of_row)
+
+    def connect_norm(self, p: torch.Tensor, neuron) -> torch.Tensor:
+        """The connecting neuron's `ln` on the candidate's result (neuron: int, or a (R,) tensor)."""
+        if isinstance(neuron, int):
+            return F.layer_norm(p, p.shape[-1:], self.norm[neuron], eps=LN_EPS)
+        return F.layer_norm(p, p.shape[-1:], eps=LN_EPS) * self.norm[neuron].unsqueeze(1)
+
+    def forward(self, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
+        return (ctx.router or self.router)(self, x, ctx)
+
+
+def straight_through(voltage: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """1 in the forward pass; in the backward pass the gradient of sigmoid((v - θ)/τ).
+
+    Lets dendrites, somas and thresholds learn without changing a single forward value.
+    """
+    soft = torch.sigmoid((voltage - threshold) / STRAIGHT_THROUGH_TEMPERATURE)
+    return 1.0 + (soft - soft.detach())
+
+
+# ---------------------------------------------------------------------------------------------
+# Input and output parts (the original's names, so their keys match its checkpoints)
+
+
+class Reading(nn.Module):
+    """Token ids -> SiLU(LayerNorm(Linear(wte[ids] + wpe[0..T-1])))."""
+
+    def __init__(self, config: GenesisConfig):
+        super().__init__()
+        self.wte = nn.Embedding(config.n_vocab_size, config.n_dim)
+        self.wpe = nn.Embedding(config.n_pos_size, config.n_dim)
+        self.fc_out = nn.Linear(config.n_dim, config.n_dim)
+        self.ln = nn.LayerNorm(config.n_dim)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        vocab, length = self.wte.num_embeddings, input_ids.shape[-1]
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
+            raise ValueError(f"token ids must be in [0, {vocab - 1}] (n_vocab_size={vocab})")
+        if length > self.wpe.num_embeddings:
+            raise ValueError(f"{length} tokens is longer than n_pos_size={self.wpe.num_embeddings}; truncate or window")
+        positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
+        h = self.wte(input_ids) + self.wpe(positions).unsqueeze(0)  # (B, T, n_dim)
+        return F.silu(self.ln(self.fc_out(h)))
+
+
+class Bridge(nn.Module):
+    """Float inputs (or outputs) of width n_dim: LayerNorm(Linear(x))."""
+
+    def __init__(self, config: GenesisConfig):
+        super().__init__()
+        self.fc_out = nn.Linear(config.n_dim, config.n_dim)
+        self.ln = nn.LayerNorm(config.n_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(self.fc_out(x))
+
+
+class Combiner(nn.Module):
+    """Concatenated section outputs -> SiLU(LayerNorm(Linear(...)))."""
+
+    def __init__(self, config: GenesisConfig):
+        super().__init__()
+        self.fc_out = nn.Linear(config.n_dim, config.n_dim)
+        self.ln = nn.LayerNorm(config.n_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(self.ln(self.fc_out(x)))
+
+
+class CausalLM(nn.Module):
+    def __init__(self, config: GenesisConfig):
+        super().__init__()
+        self.lm_head = nn.Linear(config.n_dim, config.n_vocab_size)
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None):
+        logits = self.lm_head(h)  # (B, T, V)
+        loss = None
+        if labels is not None:  # position t predicts token t+1
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+        return logits, logits, loss
+
+
+class SequenceClassifier(nn.Module):
+    def __init__(self, config: GenesisConfig):
+        super().__init__()
+        self.fc_out = nn.Linear(config.n_dim, config.n_outputs)
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None):
+        logits = self.fc_out(h.mean(dim=1))  # (B, n_outputs)
+        single = logits.shape[-1] == 1
+        outputs = torch.sigmoid(logits) if single else torch.softmax(logits, dim=-1)
+        loss = None
+        if labels is not None:
+            # Binary: the original's BCE on probabilities. Several classes: cross entropy on the
+            # logits (the original's NLLLoss on softmax outputs was wrong).
+            if single:
+                loss = F.binary_cross_entropy(outputs.squeeze(-1), labels.to(outputs.dtype).view(-1))
+            else:
+                loss = F.cross_entropy(logits, labels.view(-1).long())
+        return outputs, logits, loss
+
+
+class BridgeOutput(Bridge):
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None):  # type: ignore[override]
+        outputs = super().forward(h)
+        loss = None if labels is None else F.mse_loss(outputs, labels.to(outputs.dtype))
+        return outputs, outputs, loss
+
+
+class Identity(nn.Module):
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None = None):
+        return h, h, None
+
+
+class IdentityInput(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass
+class GenesisOutput(ModelOutput):
+    """outputs: the final tensor (probabilities for a classifier); logits: before the last activation."""
+
+    loss: torch.Tensor | None = None
+    outputs: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    neuron_activation_count: int | None = None
+    trace: RoutingTrace | None = None
+
+
+class GenesisPreTrainedModel(PreTrainedModel):
+    config_class = GenesisConfig
+    base_model_prefix = "genesis"
+    main_input_name = "input_ids"
+    _supports_cache_class = False
+    _is_stateful = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Initialisation is done once for the whole model, deterministically, in reset_parameters().
+        pass
+
+
+class Genesis(GenesisPreTrainedModel, GenerationMixin):
+    """A Genesis network: input part, sections of routed neurons, output part."""
+
+    def __init__(self, config: GenesisConfig, max_parameters: int | None = None, **size_limits: Any):
+        # Refuse oversized configs before allocating (None lifts the limit; see configuration.check_size).
+        check_size(config, **({"max_parameters": max_parameters} if max_parameters is not None else {}), **size_limits)
+        super().__init__(config)
+        from .routing import ROUTERS  # routing imports this module's parts
+
+        wiring = neighbor_wiring(config)
+        router = ROUTERS[config.n_routing]
+        self.input = {"reading": Reading, "bridge": Bridge, "none": lambda c: IdentityInput()}[config.n_input](config)
+        self.sections = nn.ModuleList(Section(config, i, wiring[i], router) for i in range(config.n_sections))
+        if config.n_section == "split":
+            width = config.inner_dim
+            self.a_splits = nn.ModuleList(nn.Linear(config.n_dim, width) for _ in range(config.n_sections))
+            if config.n_cross_attention:
+                self.c_splits = nn.ModuleList(nn.Linear(config.n_dim, width) for _ in range(config.n_sections))
+            self.combiner = Combiner(config)
+            self._run_sections = self._run_split
+        else:
+            self._run_sections = self._run_sequential
+        self.output = {
+            "causal_lm": CausalLM,
+            "sequence_classifier": SequenceClassifier,
+            "bridge": BridgeOutput,
+            "none": lambda c: Identity(),
+        }[config.n_output](config)
+        self.post_init()
+
+    # -- initialisation ---------------------------------------------------------------------
+
+    def init_weights(self) -> None:
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """PyTorch's default initialisations (as the original), drawn from a private generator.
+
+        The same config and seed give the same weights in any process.
+        """
+        g = torch.Generator().manual_seed(self.config.n_seed if seed is None else seed)
+
+        def uniform(p: torch.Tensor, fan_in: int) -> None:
+            bound = 1 / math.sqrt(fan_in) if fan_in else 0.0
+            p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=g))
+
+        for name, p in self.named_parameters():
+            if p.device.type == "meta":
+                continue
+            leaf = name.rsplit(".", 1)[-1]
+            if name.endswith("threshold"):
+                p.fill_(0.5)
+            elif leaf == "norm" or (leaf in ("weight", "bias") and ".ln." in f".{name}"):
+                p.fill_(1.0 if leaf != "bias" else 0.0)
+            elif ".wte." in f".{name}" or ".wpe." in f".{name}":
+                p.copy_(torch.randn(p.shape, generator=g))
+            else:  # Linear weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+                uniform(p, p.shape[-1] if leaf != "bias" else self._fan_in_of_bias(name))
+
+    def _fan_in_of_bias(self, name: str) -> int:
+        return self.get_parameter(name[: -len("bias")] + "weight").shape[-1]
+
+    # -- wiring and introspection -------------------------------------------------------------
+
+    def neighbor_lists(self) -> list[list[list[int]]]:
+        """The wiring: list[section][neuron] -> list of neighbor indices."""
+        return [[list(n) for n in s.neighbors] for s in self.sections]
+
+    def thresholds(self) -> list[list[float]]:
+        return [s.threshold.detach().cpu().tolist() for s in self.sections]
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def _attention_mask(self, attention_mask: torch.Tensor | None, t: int, device) -> torch.Tensor | None:
+        """Causal (for an LM) combined with padding; every query keeps itself so no row is empty."""
+        causal = self.config.is_causal
+        if attention_mask is None and not causal:
+            return None
+        keep = torch.ones(t, t, dtype=torch.bool, device=device)
+        if causal:
+            keep = keep.tril()
+        keep = keep.unsqueeze(0).unsqueeze(0)  # (1, 1, T, T)
+        if attention_mask is not None:
+            keep = keep & attention_mask.bool()[:, None, None, :]
+        return keep | torch.eye(t, dtype=torch.bool, device=device)
+
+    def _run_split(self, h: torch.Tensor, y: torch.Tensor | None, ctx: PassContext) -> tuple[torch.Tensor, int]:
+        outs, count = [], 0
+        for i, section in enumerate(self.sections):
+            ctx_i = PassContext(ctx.attention_mask, None, ctx.recorder, ctx.trainable, ctx.router)
+            if self.config.n_cross_attention and y is not None:
+                ctx_i.y = self.c_splits[i](y)
+            out, fired = section(self.a_splits[i](h), ctx_i)  # (B, T, n_dim / n_sections)
+            outs.append(out)
+            count += fired
+        return self.combiner(torch.cat(outs, dim=-1)), count
+
+    def _run_sequential(self, h: torch.Tensor, y: torch.Tensor | None, ctx: PassContext) -> tuple[torch.Tensor, int]:
+        count = 0
+        ctx = PassContext(
+            ctx.attention_mask, y if self.config.n_cross_attention else None, ctx.recorder, ctx.trainable, ctx.router
+        )
+        for section in self.sections:
+            h, fired = section(h, ctx)
+            count += fired
+        return h, count
+
+    def forward(
+        self,
+        inputs: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        trace: bool = False,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        implementation: str = "fast",
+        **kwargs: Any,  # generate() passes use_cache and friends; there is no cache
+    ) -> GenesisOutput:
+        """Run the network. `implementation="reference"` runs the literal SPEC path (the oracle)."""
+        from .routing import ROUTERS
+
+        x = next(v for v in (inputs, input_ids, inputs_embeds) if v is not None)
+        if implementation not in ("fast", "reference"):
+            raise ValueError(f"implementation must be 'fast' or 'reference', got {implementation!r}")
+        router = ROUTERS["reference"] if implementation == "reference" else None
+        if router is not None and self.config.n_routing != "batch":
+            raise ValueError(
+                "the reference path implements batch routing; compare per-sample routing with batch-of-one runs"
+            )
+        recorder = Recorder(self.config.n_routing, x.shape[0]) if trace else None
+        mask = self._attention_mask(attention_mask, x.shape[1], x.device)
+        ctx = PassContext(mask, None, recorder, self.config.n_trainable_routing and torch.is_grad_enabled(), router)
+        h = self.input(x)  # (B, T, n_dim)
+        h, count = self._run_sections(h, y, ctx)
+        outputs, logits, loss = self.output(h, labels)
+        return GenesisOutput(
+            loss=loss,
+            outputs=outputs,
+            logits=logits,
+            neuron_activation_count=count,
+            trace=recorder.finish() if recorder is not None else None,
+        )
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
+        # No KV cache: the whole (windowed) text is run again for each new token.
+        window = self.config.n_pos_size
+        if attention_mask is not None:
+            attention_mask = attention_mask[:, -window:]
+        return {"inputs": input_ids[:, -window:], "attention_mask": attention_mask}
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
+        if model_kwargs.get("attention_mask") is not None:
+            mask = model_kwargs["attention_mask"]
+            model_kwargs["attention_mask"] = torch.cat([mask, mask.new_ones((mask.shape[0], num_new_tokens))], dim=-1)
+        return model_kwargs
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,59 @@
+"""Tokenizers that need no downloads: a byte-level one built in code, or a local Hugging Face folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+BYTE_VOCAB_SIZE = 258  # 256 bytes + end-of-text + pad
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """Byte-level tokenizer: token id = byte value (0..255), 256 = end-of-text, 257 = pad.
+
+    Any text round-trips (emoji, CJK, control characters), and nothing is read from disk.
+    """
+    # Byte-level pre-tokenizer maps each byte to one printable character; the vocab is those 256.
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    byte_to_char = _bytes_to_unicode()
+    vocab = {byte_to_char[b]: b for b in range(256)}
+    assert set(vocab) == set(alphabet)
+    vocab[EOS_TOKEN] = 256
+    vocab[PAD_TOKEN] = 257
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=EOS_TOKEN))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False), pre_tokenizers.Split("", "isolated")]
+    )
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN)
+    fast.model_max_length = 1 << 30
+    return fast
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table (what ByteLevel uses)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerFast:
+    """The byte tokenizer, or a Hugging Face tokenizer from a local folder (never downloaded)."""
+    if path is None:
+        return byte_tokenizer()
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"tokenizer folder not found: {folder}")
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
