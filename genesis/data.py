@@ -511,27 +511,24 @@ PathOrBytes = str | os.PathLike[str] | bytes | bytearray | memoryview
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def _read_raw(source: PathOrBytes, max_bytes: int) -> tuple[bytes, str]:
-    """Return (raw bytes, display name), enforcing the size limit before reading a file."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        raw, name = bytes(source), "the uploaded text"
-        size = len(raw)
-    else:
-        path = Path(source)
-        name = path.name or str(path)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise DataError(f"cannot read {name}: {exc.strerror or exc}") from exc
-        raw = b""
+def _check_size(name: str, size: int, max_bytes: int) -> None:
     if size > max_bytes:
         raise DataError(f"{name} is {size:,} bytes, over the limit of {max_bytes:,} bytes")
-    if not isinstance(source, (bytes, bytearray, memoryview)):
-        try:
-            raw = Path(source).read_bytes()
-        except OSError as exc:
-            raise DataError(f"cannot read {name}: {exc.strerror or exc}") from exc
-    return raw, name
+
+
+def _read_raw(source: PathOrBytes, max_bytes: int) -> tuple[bytes, str]:
+    """Return (raw bytes, display name); a file's size is checked before it is read."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raw = bytes(source)
+        _check_size("the uploaded text", len(raw), max_bytes)
+        return raw, "the uploaded text"
+    path = Path(source)
+    name = path.name or str(path)
+    try:
+        _check_size(name, path.stat().st_size, max_bytes)
+        return path.read_bytes(), name
+    except OSError as exc:
+        raise DataError(f"cannot read {name}: {exc.strerror or exc}") from exc
 
 
 def load_text_file(path_or_bytes: PathOrBytes, max_bytes: int = 5_000_000) -> str:

@@ -57,3 +57,28 @@ def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerFast:
     if not folder.is_dir():
         raise FileNotFoundError(f"tokenizer folder not found: {folder}")
     return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+class TextError(ValueError):
+    """Text that cannot be run (empty, ...); the message says why."""
+
+
+def encode_text(text: str, max_tokens: int, tokenizer: PreTrainedTokenizerFast | None = None) -> tuple[list[int], str | None]:
+    """Token ids for one text, and a note when it was cut to the model's last `max_tokens` tokens.
+
+    Empty or whitespace-only text raises TextError; control characters, emoji and CJK are fine
+    (the byte tokenizer covers every byte).
+    """
+    if not isinstance(text, str):
+        raise TextError(f"text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise TextError("the input is empty: type some text")
+    tokenizer = tokenizer or _BYTES
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) > max_tokens:
+        note = f"input has {len(ids)} tokens; only the last {max_tokens} (n_pos_size) are used"
+        return ids[-max_tokens:], note
+    return ids, None
+
+
+_BYTES = byte_tokenizer()

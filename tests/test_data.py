@@ -108,9 +108,7 @@ def test_brackets_labels_are_correct_and_negatives_are_hard() -> None:
 def test_brackets_odd_seq_len_uses_padding() -> None:
     ds = data.brackets(10, 9, seed=0)
     assert all(len(t) == 8 for t in ds.texts)
-    assert (ds.input_ids[:, -1] == PAD_ID).all() and (
-        ds.attention_mask[:, -1] == 0
-    ).all()
+    assert (ds.input_ids[:, -1] == PAD_ID).all() and (ds.attention_mask[:, -1] == 0).all()
     assert (ds.attention_mask[:, :-1] == 1).all()
 
 
@@ -227,7 +225,7 @@ def test_corpus_is_identical_across_processes() -> None:
     code = (
         "import hashlib, importlib.util, sys\n"
         "spec = importlib.util.spec_from_file_location('genesis_data', sys.argv[1])\n"
-        "mod = importlib.util.module_from_spec(spec)\n"
+        "mod = sys.modules['genesis_data'] = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(mod)\n"
         "print(hashlib.sha256(mod.stdlib_docstring_corpus().encode()).hexdigest())\n"
     )
@@ -322,9 +320,7 @@ def test_split_corpus_is_deterministic_bytes() -> None:
 
 def test_get_batch_shapes_shift_and_determinism() -> None:
     ids = torch.arange(1000)
-    x, y = get_batch(
-        ids, block_size=16, batch_size=8, generator=torch.Generator().manual_seed(0)
-    )
+    x, y = get_batch(ids, block_size=16, batch_size=8, generator=torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (8, 16)
     # Consecutive ids make the window checks exact: y is x shifted one step right.
     assert torch.equal(y, x + 1)
@@ -336,14 +332,10 @@ def test_get_batch_shapes_shift_and_determinism() -> None:
 
 def test_get_batch_covers_last_window_and_rejects_short_corpus() -> None:
     ids = torch.arange(9)
-    x, y = get_batch(
-        ids, block_size=8, batch_size=4, generator=torch.Generator().manual_seed(0)
-    )
+    x, y = get_batch(ids, block_size=8, batch_size=4, generator=torch.Generator().manual_seed(0))
     assert torch.equal(x[0], ids[:8]) and torch.equal(y[0], ids[1:])
     with pytest.raises(DataError, match="block_size"):
-        get_batch(
-            torch.arange(8), block_size=8, batch_size=1, generator=torch.Generator()
-        )
+        get_batch(torch.arange(8), block_size=8, batch_size=1, generator=torch.Generator())
 
 
 # -------------------------------------------------------------- sample texts

@@ -1,0 +1,6 @@
+"""Build page (placeholder until its issue lands)."""
+
+from pages.common import model_picker, page_header
+
+active = model_picker()
+page_header("Build", active)

@@ -1,0 +1,200 @@
+"""Shared by every page (not a page itself): the current config, the sidebar model picker,
+cached models and the URL state. Widgets and caching only; the logic lives in `genesis`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+import genesis
+from genesis import io as gio
+from genesis.configuration import FIELDS, ConfigError, SizeError, check_size
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = ROOT / "assets" / "demo"
+APP_DEFAULT = genesis.preset("app").user_dict()
+# The app refuses configs bigger than this (2 CPU cores); the library's own limit is higher.
+APP_MAX_PARAMETERS = 30_000_000
+APP_MAX_ACTIVATION_BYTES = 2 * 2**30
+SOURCES = ("Demo model (trained)", "Fresh model from the Build config", "Trained in this session", "Uploaded model")
+
+
+@dataclass
+class ActiveModel:
+    model: genesis.Genesis
+    label: str  # what every page says it shows
+    source: str
+
+
+# -- config and URL state ---------------------------------------------------------------------
+
+
+def _coerce(name: str, raw: str) -> Any:
+    """A query-parameter string back to the type of the field's default."""
+    default = APP_DEFAULT[name]
+    if raw in ("None", "null", ""):
+        return None
+    if isinstance(default, bool) or name in ("n_causal", "n_cross_attention", "n_trainable_routing"):
+        return raw.lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+def config_fields() -> dict[str, Any]:
+    """The current Build config (user fields). First call of a session reads the URL."""
+    if "config_fields" not in st.session_state:
+        fields = dict(APP_DEFAULT)
+        bad = []
+        for name in FIELDS:
+            if name in st.query_params:
+                try:
+                    fields[name] = _coerce(name, st.query_params[name])
+                except ValueError:
+                    bad.append(name)
+        if bad:
+            st.session_state["url_warning"] = f"ignored invalid URL value(s) for {', '.join(bad)}"
+        st.session_state["config_fields"] = fields
+        if "source" in st.query_params and st.query_params["source"] in SOURCES:
+            st.session_state["model_source"] = st.query_params["source"]
+        if "text" in st.query_params:
+            st.session_state["run_text"] = st.query_params["text"]
+    return st.session_state["config_fields"]
+
+
+def set_config_fields(fields: dict[str, Any]) -> None:
+    st.session_state["config_fields"] = dict(fields)
+
+
+def validate_fields(fields: dict[str, Any]) -> tuple[genesis.GenesisConfig | None, str | None]:
+    """(config, None) or (None, a message that names the field): never raises."""
+    try:
+        config = gio.config_from_dict(fields)
+        check_size(
+            config, APP_MAX_PARAMETERS, APP_MAX_ACTIVATION_BYTES, batch_size=8, seq_len=min(config.n_pos_size, 256)
+        )
+        return config, None
+    except SizeError as e:
+        return None, f"Too large for this app: {e}. Try a smaller config."
+    except (ConfigError, ValueError) as e:
+        return None, str(e)
+
+
+def sync_url(**extra: str) -> None:
+    """Write the config fields that differ from the app default (and extras) into the URL."""
+    fields = config_fields()
+    wanted = {k: str(v) for k, v in fields.items() if v != APP_DEFAULT[k]}
+    source = st.session_state.get("model_source")
+    if source and source != SOURCES[0]:
+        wanted["source"] = source
+    wanted.update({k: v for k, v in extra.items() if v})
+    current = {k: st.query_params[k] for k in st.query_params}
+    for key in current.keys() - wanted.keys():
+        if key in FIELDS or key == "source" or key in extra:
+            del st.query_params[key]
+    for key, value in wanted.items():
+        if current.get(key) != value:
+            st.query_params[key] = value
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=16, show_spinner="Building the model…")
+def build_model(config_json: str) -> genesis.Genesis:
+    """One model per config, shared by all sessions: forward keeps no state on modules, so it is
+    safe from several sessions at once. Never mutate it; copy it first."""
+    return genesis.Genesis(gio.config_from_dict(json.loads(config_json))).eval()
+
+
+@st.cache_resource(show_spinner="Loading the demo model…")
+def demo_model() -> tuple[genesis.Genesis | None, dict[str, Any]]:
+    if not (DEMO_DIR / "model.safetensors").exists():
+        return None, {}
+    info_path = DEMO_DIR / "training.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    return gio.load_folder(DEMO_DIR), info
+
+
+@st.cache_resource
+def tokenizer():
+    return genesis.byte_tokenizer()
+
+
+def model_for_fields(fields: dict[str, Any]) -> genesis.Genesis | None:
+    config, error = validate_fields(fields)
+    if error:
+        return None
+    return build_model(json.dumps(config.user_dict(), sort_keys=True))
+
+
+def model_picker() -> ActiveModel | None:
+    """The sidebar picker shared by every page. Returns None (with a message) when nothing is usable."""
+    fields = config_fields()
+    demo, info = demo_model()
+    available = [s for s in SOURCES if s != SOURCES[0] or demo is not None]
+    default = st.session_state.get("model_source", available[0])
+    with st.sidebar:
+        source = st.selectbox(
+            "Model", available, index=available.index(default) if default in available else 0, key="model_source_widget"
+        )
+        st.session_state["model_source"] = source
+        if source == SOURCES[0]:
+            return ActiveModel(demo, f"demo model ({info.get('summary', 'trained on built-in data')})", source)
+        if source == SOURCES[1]:
+            config, error = validate_fields(fields)
+            if error:
+                st.error(f"The Build config is invalid: {error}")
+                return None
+            return ActiveModel(
+                model_for_fields(fields),
+                f"fresh model from the Build config (d{config.n_dim}, "
+                f"{config.n_sections}×{config.n_neurons} neurons, seed {config.n_seed})",
+                source,
+            )
+        if source == SOURCES[2]:
+            trained = st.session_state.get("trained_model")
+            if trained is None:
+                st.info("No model trained in this session yet: use the Train page.")
+                return None
+            return ActiveModel(trained, st.session_state.get("trained_label", "model trained in this session"), source)
+        return _uploaded_model()
+
+
+def _uploaded_model() -> ActiveModel | None:
+    config_file = st.file_uploader("config.json", type=["json"], key="upload_config")
+    weights_file = st.file_uploader("model.safetensors", type=["safetensors"], key="upload_weights")
+    if config_file is None or weights_file is None:
+        uploaded = st.session_state.get("uploaded_model")
+        if uploaded is None:
+            st.info("Upload a config.json and a model.safetensors (saved by this app or `save_pretrained`).")
+            return None
+        return uploaded
+    try:
+        model = gio.load_model(
+            config_file.getvalue(),
+            weights_file.getvalue(),
+            config_file.name,
+            weights_file.name,
+            max_parameters=APP_MAX_PARAMETERS,
+        )
+    except (ValueError, SizeError) as e:
+        st.error(f"Upload refused: {e}")
+        return None
+    active = ActiveModel(model, f"uploaded model ({weights_file.name})", SOURCES[3])
+    st.session_state["uploaded_model"] = active
+    return active
+
+
+def page_header(title: str, active: ActiveModel | None) -> None:
+    """Title plus the line every page shows: which model this is."""
+    st.title(title)
+    if warning := st.session_state.pop("url_warning", None):
+        st.warning(warning)
+    if active is not None:
+        st.caption(f"Model: **{active.label}**")
