@@ -18,26 +18,9 @@ from .modeling import Genesis
 
 ORIGINAL_FIELDS = FIELDS[:16]  # the article's fields plus n_section; the rest are this project's
 
-# original per-neuron key (after "sections.i.neurons.j.") -> (our parameter, index builder)
-_NEURON_KEY = re.compile(r"^sections\.(\d+)\.neurons\.(\d+)\.(.+)$")
-_PART_MAP = [
-    (re.compile(r"^dendritics\.(\d+)\.fc_out\.weight$"), "dendrites.weight", 2),
-    (re.compile(r"^dendritics\.(\d+)\.ln\.weight$"), "dendrites.norm", 2),
-    (re.compile(r"^synapses\.(\d+)\.fc_out\.weight$"), "synapses.weight", 2),
-    (re.compile(r"^synapses\.(\d+)\.ln\.weight$"), "synapses.norm", 2),
-    (re.compile(r"^axon\.fc_out\.weight$"), "axon.weight", 1),
-    (re.compile(r"^axon\.ln\.weight$"), "axon.norm", 1),
-    (re.compile(r"^axon\.to_q\.weight$"), "attention.q", 0),
-    (re.compile(r"^axon\.to_k\.weight$"), "attention.k", 0),
-    (re.compile(r"^axon\.to_v\.weight$"), "attention.v", 0),
-    (re.compile(r"^soma\.fc_out\.weight$"), "soma.weight", 0),
-    (re.compile(r"^ln\.weight$"), "norm", 0),
-    (re.compile(r"^n_threshold$"), "threshold", 0),
-]
-
 
 class CheckpointError(ValueError):
-    """A state dict that does not fit the configuration; the message lists what is wrong."""
+    """A state dict that does not fit the configuration; the message names the keys that are wrong."""
 
 
 def config_from_original(config: Mapping[str, Any], strict: bool = True) -> GenesisConfig:
@@ -56,47 +39,54 @@ def config_from_original(config: Mapping[str, Any], strict: bool = True) -> Gene
     return GenesisConfig(**values)
 
 
-def _target(key: str) -> tuple[str, tuple[int, ...]] | None:
-    """Our parameter name and the index into it for one original per-neuron key."""
-    match = _NEURON_KEY.match(key)
-    if not match:
-        return None
-    section, neuron, rest = int(match[1]), int(match[2]), match[3]
-    for pattern, name, arity in _PART_MAP:
-        part = pattern.match(rest)
-        if part:
-            index = (neuron, int(part[1])) if arity == 2 else (neuron, 0) if arity == 1 else (neuron,)
-            return f"sections.{section}.{name}", index
-    return None
+def original_layout(model: Genesis) -> list[tuple[str, str, tuple]]:
+    """Every tensor of the original's checkpoint for this model's config: (original key, our
+    state-dict name, index into it giving the original's shape). Both directions read this table."""
+    layout = [(name, name, ()) for name in model.state_dict() if not name.startswith("sections.")]
+    for i, section in enumerate(model.sections):
+        ours = f"sections.{i}."
+        for j in range(section.n_neurons):
+            base = f"sections.{i}.neurons.{j}."
+            for chain, name in (("dendritics", "dendrites"), ("synapses", "synapses")):
+                for k in range(getattr(section, name).n_units):
+                    layout.append((f"{base}{chain}.{k}.fc_out.weight", f"{ours}{name}.weight", (j, k)))
+                    layout.append((f"{base}{chain}.{k}.ln.weight", f"{ours}{name}.norm", (j, k)))
+            layout.append((f"{base}axon.fc_out.weight", f"{ours}axon.weight", (j, 0)))
+            layout.append((f"{base}axon.ln.weight", f"{ours}axon.norm", (j, 0)))
+            if j < section.n_attentive:
+                for q in ("q", "k", "v"):
+                    layout.append((f"{base}axon.to_{q}.weight", f"{ours}attention.{q}", (j,)))
+            layout.append((f"{base}soma.fc_out.weight", f"{ours}soma.weight", (slice(j, j + 1),)))  # (1, D)
+            layout.append((f"{base}ln.weight", f"{ours}norm", (j,)))
+            layout.append((f"{base}n_threshold", f"{ours}threshold", (j,)))
+    return layout
 
 
 def convert_state_dict(original: Mapping[str, torch.Tensor], model: Genesis) -> dict[str, torch.Tensor]:
-    """Original keys -> this model's state dict. Missing, unexpected or mis-shaped keys raise CheckpointError."""
+    """Original keys -> this model's state dict. Missing, unexpected or mis-shaped keys raise
+    CheckpointError naming them (with the original's key names)."""
     ours = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    filled = {k: torch.zeros(v.shape, dtype=torch.bool) for k, v in ours.items()}
-    original, problems = _resolve_indexer_aliases(original)
-    for key, value in original.items():
-        target = _target(key)
-        name, index = target if target else (key, ())
-        if name not in ours:
-            problems.append(f"unexpected key {key}")
+    given, problems = _resolve_indexer_aliases(original)
+    for key, name, index in original_layout(model):
+        value = given.pop(key, None)
+        if value is None:
+            problems.append(f"missing {key}")
             continue
-        slot = ours[name][index] if _index_ok(ours[name], index) else None
-        if slot is None or value.numel() != slot.numel():
-            problems.append(f"{key}: shape {tuple(value.shape)} does not fit {_shape(slot)}")
+        slot = ours[name][index]
+        # Tolerate unit axes (a threshold saved as (1,) rather than a scalar), nothing else.
+        if _squeezed(value.shape) != _squeezed(slot.shape):
+            problems.append(f"{key}: shape {tuple(value.shape)} does not fit {tuple(slot.shape)}")
             continue
-        if index:
-            ours[name][index] = value.reshape(slot.shape).to(slot.dtype)
-            filled[name][index] = True
-        else:
-            ours[name] = value.reshape(slot.shape).to(slot.dtype)
-            filled[name][...] = True
-    missing = [k for k, f in filled.items() if not bool(f.all())]
-    problems += [f"missing weights for {k}" for k in missing]
+        ours[name][index] = value.reshape(slot.shape).to(slot.dtype)
+    problems += [f"unexpected key {key}" for key in given]
     if problems:
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
         raise CheckpointError(f"the state dict does not fit the config: {shown}")
     return ours
+
+
+def _squeezed(shape: torch.Size) -> list[int]:
+    return [n for n in shape if n != 1]
 
 
 def _resolve_indexer_aliases(original: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -110,7 +100,8 @@ def _resolve_indexer_aliases(original: Mapping[str, torch.Tensor]) -> tuple[dict
             continue
         primary = _INDEXER_ALIAS.sub(r"sections.\1.neurons.", key)
         if primary != key and primary in original:
-            if not torch.equal(original[primary], value):
+            other = original[primary]
+            if not isinstance(other, torch.Tensor) or other.shape != value.shape or not torch.equal(other, value):
                 problems.append(f"{key} differs from {primary}")
             continue
         merged[primary] = value
@@ -118,14 +109,6 @@ def _resolve_indexer_aliases(original: Mapping[str, torch.Tensor]) -> tuple[dict
 
 
 _INDEXER_ALIAS = re.compile(r"^sections\.(\d+)\.indexer\.neurons\.")
-
-
-def _shape(slot: torch.Tensor | None) -> str:
-    return "the config (index out of range)" if slot is None else str(tuple(slot.shape))
-
-
-def _index_ok(tensor: torch.Tensor, index: tuple[int, ...]) -> bool:
-    return all(0 <= i < n for i, n in zip(index, tensor.shape))
 
 
 def from_original(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> Genesis:
@@ -142,24 +125,7 @@ def to_original(model: Genesis) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         if config[mode] == "none":
             config[mode] = None
     ours = model.state_dict()
-    state: dict[str, torch.Tensor] = {k: v.clone() for k, v in ours.items() if not k.startswith("sections.")}
-    for i, section in enumerate(model.sections):
-        for j in range(section.n_neurons):
-            base = f"sections.{i}.neurons.{j}."
-            for k in range(section.dendrites.n_units):
-                state[base + f"dendritics.{k}.fc_out.weight"] = section.dendrites.weight[j, k].detach().clone()
-                state[base + f"dendritics.{k}.ln.weight"] = section.dendrites.norm[j, k].detach().clone()
-            for k in range(section.synapses.n_units):
-                state[base + f"synapses.{k}.fc_out.weight"] = section.synapses.weight[j, k].detach().clone()
-                state[base + f"synapses.{k}.ln.weight"] = section.synapses.norm[j, k].detach().clone()
-            state[base + "axon.fc_out.weight"] = section.axon.weight[j, 0].detach().clone()
-            state[base + "axon.ln.weight"] = section.axon.norm[j, 0].detach().clone()
-            if j < section.n_attentive:
-                for name in ("q", "k", "v"):
-                    state[base + f"axon.to_{name}.weight"] = getattr(section.attention, name)[j].detach().clone()
-            state[base + "soma.fc_out.weight"] = section.soma.weight[j : j + 1].detach().clone()
-            state[base + "ln.weight"] = section.norm[j].detach().clone()
-            state[base + "n_threshold"] = section.threshold[j].detach().clone()
+    state = {key: ours[name][index].clone() for key, name, index in original_layout(model)}
     for key in [k for k in state if k.startswith("sections.")]:  # the Indexer's aliases, as the original saves them
         state[key.replace(".neurons.", ".indexer.neurons.", 1)] = state[key]
     return config, state

@@ -108,6 +108,9 @@ class GenesisConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
         self.use_cache = False
+        for mode in ("n_input", "n_output"):  # the original's config.json writes null for "none"
+            if getattr(self, mode) is None:
+                setattr(self, mode, "none")
         validate(self)
 
     # Derived values live here, not in constructors.
@@ -282,6 +285,7 @@ def parameter_breakdown(config: GenesisConfig) -> dict[str, int]:
 
 def estimate_size(config: GenesisConfig, batch_size: int = 8, seq_len: int | None = None) -> SizeEstimate:
     """Parameters by part and a rough activation-memory bound (bytes, float32) for one forward."""
+    validate(config)  # a config changed after construction is checked again before anything is built
     t = config.n_pos_size if seq_len is None else seq_len
     inner = config.inner_dim
     # Per section at most every neuron fires once; each firing keeps a handful of (B, T, D) tensors,

@@ -14,11 +14,13 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .compat import CheckpointError, config_from_original, convert_state_dict
-from .configuration import FIELDS, ConfigError, GenesisConfig
+from .configuration import FIELDS, ConfigError, GenesisConfig, check_size
 from .modeling import Genesis
 
 MAX_CONFIG_BYTES = 1_000_000
 MAX_WEIGHTS_BYTES = 512 * 2**20
+MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own cap on the JSON header
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # Keys Hugging Face writes into a config.json beside the Genesis fields; anything else is refused.
 HF_BOOKKEEPING = {
@@ -49,23 +51,20 @@ def _read(source: bytes | str | Path, name: str, limit: int) -> tuple[bytes, str
     return data, name
 
 
-def read_config(source: bytes | str | Path | dict, name: str = "config.json") -> GenesisConfig:
+def read_config(
+    source: bytes | str | Path | dict, name: str = "config.json", max_bytes: int = MAX_CONFIG_BYTES
+) -> GenesisConfig:
     """A config from JSON: the original's flat config.json or one saved by save_pretrained."""
     if isinstance(source, dict):
         values = source
     else:
-        data, name = _read(source, name, MAX_CONFIG_BYTES)
-        try:
-            values = json.loads(data.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise LoadError(f"{name}: not UTF-8 text (byte {e.start})") from None
-        except json.JSONDecodeError as e:
-            raise LoadError(f"{name}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        data, name = _read(source, name, max_bytes)
+        values = _parse_json(data, name)
     if not isinstance(values, dict):
         raise LoadError(f"{name}: must be a JSON object of config fields, got {type(values).__name__}")
     if values.get("model_type", "genesis") != "genesis":
         raise LoadError(f"{name}: model_type is {values.get('model_type')!r}, not 'genesis'")
-    unknown = sorted(set(values) - set(FIELDS) - HF_BOOKKEEPING)
+    unknown = sorted(map(str, set(values) - set(FIELDS) - HF_BOOKKEEPING))
     if unknown:
         raise LoadError(f"{name}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(FIELDS)}")
     fields = {k: v for k, v in values.items() if k in FIELDS}
@@ -75,29 +74,80 @@ def read_config(source: bytes | str | Path | dict, name: str = "config.json") ->
         raise LoadError(f"{name}: {e}") from None
 
 
-def read_weights(source: bytes | str | Path, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors file. Pickle-based formats are refused without being opened."""
-    if isinstance(source, (str, Path)) and Path(source).suffix.lower() in PICKLE_SUFFIXES:
-        raise LoadError(
-            f"{Path(source).name}: pickle-based checkpoints are refused (they can run code); use safetensors"
-        )
+def _parse_json(data: bytes, name: str) -> Any:
+    def refuse_constant(constant: str):  # Python's json accepts NaN and Infinity; JSON does not
+        raise LoadError(f"{name}: {constant} is not valid JSON (use a number)")
+
+    try:
+        text = data.decode("utf-8-sig")  # a leading byte-order mark is harmless
+    except UnicodeDecodeError as e:
+        raise LoadError(f"{name}: not UTF-8 text (byte {e.start})") from None
+    try:
+        return json.loads(text, parse_constant=refuse_constant)
+    except json.JSONDecodeError as e:
+        raise LoadError(f"{name}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise LoadError(f"{name}: JSON nested too deeply to be a config") from None
+
+
+def read_weights(
+    source: bytes | str | Path, name: str = "model.safetensors", max_bytes: int = MAX_WEIGHTS_BYTES
+) -> dict[str, torch.Tensor]:
+    """Float tensors from a safetensors file, each checked. Pickle-based formats are refused unopened:
+    this module never calls pickle or torch.load."""
+    if isinstance(source, (str, Path)):
+        name = Path(source).name
     if name.lower().endswith(PICKLE_SUFFIXES):
         raise LoadError(f"{name}: pickle-based checkpoints are refused (they can run code); use safetensors")
-    data, name = _read(source, name, MAX_WEIGHTS_BYTES)
-    if data[:2] == b"\x80\x04" or data[:2] == b"\x80\x02" or data[:4] == b"PK\x03\x04":
-        raise LoadError(f"{name}: looks like a pickle/torch.save file, which is refused; use safetensors")
-    if len(data) < 8:
-        raise LoadError(f"{name}: truncated ({len(data)} bytes): not a safetensors file")
-    header = int.from_bytes(data[:8], "little")
-    if header > len(data) - 8:
-        raise LoadError(
-            f"{name}: truncated or not safetensors (header of {header:,} bytes in a {len(data):,}-byte file)"
-        )
+    data, name = _read(source, name, max_bytes)
+    if _looks_like_pickle(data):
+        raise LoadError(f"{name}: is a pickle/torch.save file, whatever its name; refused (it could run code)")
+    entries = _safetensors_header(data, name)
     try:
         tensors = load_safetensors_bytes(data)
     except Exception as e:  # safetensors raises its own error types for every malformed file
         raise LoadError(f"{name}: not a valid safetensors file ({e})") from None
+    for key in entries:
+        if not torch.isfinite(tensors[key]).all():
+            raise LoadError(f"{name}: tensor {key} contains NaN or infinite values")
     return tensors
+
+
+def _looks_like_pickle(data: bytes) -> bool:
+    """Pickle protocols 2-5 start with PROTO (0x80, version); torch.save writes a zip archive."""
+    return (len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5) or data[:4] == b"PK\x03\x04"
+
+
+def _safetensors_header(data: bytes, name: str) -> dict[str, Any]:
+    """Check the header against the file before safetensors reads it, to say exactly what is wrong."""
+    if len(data) < 8:
+        raise LoadError(f"{name}: {len(data)} bytes is too short for a safetensors file (truncated?)")
+    size = int.from_bytes(data[:8], "little")
+    if size > min(len(data) - 8, MAX_HEADER_BYTES):
+        raise LoadError(
+            f"{name}: header claims {size:,} bytes but the file has {len(data) - 8:,} after the length "
+            "(truncated, or not a safetensors file)"
+        )
+    try:
+        header = json.loads(data[8 : 8 + size].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise LoadError(f"{name}: the safetensors header is not valid JSON (not a safetensors file?)") from None
+    if not isinstance(header, dict):
+        raise LoadError(f"{name}: the safetensors header is not a JSON object")
+    body = len(data) - 8 - size
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    for key, entry in entries.items():
+        if not (isinstance(entry, dict) and {"dtype", "shape", "data_offsets"} <= set(entry)):
+            raise LoadError(f"{name}: tensor {key}: header entry lacks dtype, shape or data_offsets")
+        if entry["dtype"] not in FLOAT_DTYPES:
+            raise LoadError(f"{name}: tensor {key} has dtype {entry['dtype']}; weights must be floats")
+        offsets = entry["data_offsets"]
+        if isinstance(offsets, list) and len(offsets) == 2 and isinstance(offsets[1], int) and offsets[1] > body:
+            raise LoadError(
+                f"{name}: tensor {key} ends at byte {offsets[1]:,} of the data but the file has only {body:,} "
+                "(truncated)"
+            )
+    return entries
 
 
 def state_dict_for(model: Genesis, tensors: dict[str, torch.Tensor], name: str = "weights") -> dict[str, torch.Tensor]:
@@ -132,8 +182,13 @@ def load_model(
     weights_name: str = "model.safetensors",
     **size_limits: Any,
 ) -> Genesis:
-    """A model (eval mode) from a config JSON and a safetensors file, checked at every step."""
+    """A model (eval mode) from a config JSON and a safetensors file, checked at every step.
+
+    `size_limits` go to configuration.check_size (max_parameters=None lifts that limit); an
+    oversized config is refused before the weights are even read.
+    """
     cfg = read_config(config, config_name)
+    check_size(cfg, **size_limits)
     tensors = read_weights(weights, weights_name)
     model = Genesis(cfg, **size_limits)
     model.load_state_dict(state_dict_for(model, tensors, weights_name))
@@ -143,8 +198,12 @@ def load_model(
 def load_folder(folder: str | Path, **size_limits: Any) -> Genesis:
     """A folder written by save_pretrained (config.json + model.safetensors)."""
     folder = Path(folder)
-    if any(folder.glob("*.bin")) and not (folder / "model.safetensors").exists():
-        raise LoadError(f"{folder}: only a pickle checkpoint (.bin) found; it is refused, use safetensors")
+    if not (folder / "model.safetensors").exists():
+        pickles = sorted(p.name for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles:
+            raise LoadError(
+                f"{folder.name}: only pickle checkpoint(s) found ({', '.join(pickles)}); refused, use safetensors"
+            )
     return load_model(folder / "config.json", folder / "model.safetensors", **size_limits)
 
 

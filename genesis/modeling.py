@@ -8,6 +8,7 @@ lives in `genesis.routing`; this file holds the arithmetic of each part.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -45,6 +46,33 @@ def neighbor_wiring(config: GenesisConfig) -> list[list[list[int]]]:
 # Neuron parts, stacked over the neurons of a section
 
 
+@functools.lru_cache(maxsize=64)
+def _ones(dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # A constant: layer_norm with a weight takes a faster kernel than without, and rounds the same.
+    return torch.ones(dim, dtype=dtype, device=device)
+
+
+def _in_place(*tensors: torch.Tensor) -> bool:
+    """In-place ops are safe (and save an allocation) when autograd tracks none of these."""
+    return not any(t.requires_grad for t in tensors)
+
+
+def _silu_dropout(x: torch.Tensor, training: bool) -> torch.Tensor:
+    x = F.silu(x, inplace=_in_place(x))
+    return F.dropout(x, DROPOUT, training) if training else x
+
+
+def norm_each(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Layer norm over the last axis with one weight per candidate (broadcast against z)."""
+    z = F.layer_norm(z, z.shape[-1:], _ones(z.shape[-1], z.dtype, z.device), eps=LN_EPS)
+    return z.mul_(weight) if _in_place(z, weight) else z * weight
+
+
+def plus(fresh: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """x + fresh, reusing `fresh` (a result nobody else holds) when autograd allows."""
+    return fresh.add_(x) if fresh is not x and _in_place(fresh, x) else x + fresh
+
+
 class UnitChain(nn.Module):
     """For each of N neurons, a chain of K units: Linear(D, D, no bias) → LayerNorm(no bias) → SiLU → Dropout.
 
@@ -61,38 +89,26 @@ class UnitChain(nn.Module):
         return self.weight.shape[1]
 
     def one(self, x: torch.Tensor, neuron: int) -> torch.Tensor:
-        """Neuron `neuron`'s chain on x (..., D): the literal path, as the original computes it."""
+        """Neuron `neuron`'s chain on x (..., D), unit by unit as the original computes it."""
         for k in range(self.n_units):
-            x = F.linear(x, self.weight[neuron, k])
-            x = F.layer_norm(x, x.shape[-1:], self.norm[neuron, k], eps=LN_EPS)
-            x = F.dropout(F.silu(x), DROPOUT, self.training)
+            x = F.layer_norm(F.linear(x, self.weight[neuron, k]), x.shape[-1:], self.norm[neuron, k], eps=LN_EPS)
+            x = _silu_dropout(x, self.training)
         return x
 
-    def many(self, x: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
-        """Chains of C neurons on the same x (R, T, D) in batched ops -> (C, R*T, D)."""
-        rows, dim = x.shape[0] * x.shape[1], x.shape[-1]
-        h = x.reshape(1, rows, dim)
-        for k in range(self.n_units):
-            w = self.weight[neurons, k]  # (C, out, in)
-            if k == 0:  # one GEMM for all candidates: they share their input
-                h = (h[0] @ w.permute(2, 0, 1).reshape(dim, -1)).view(rows, len(neurons), dim).transpose(0, 1)
-            else:
-                h = torch.bmm(h, w.transpose(1, 2))  # (C, R*T, D)
-            h = F.layer_norm(h, (dim,), eps=LN_EPS) * self.norm[neurons, k].unsqueeze(1)
-            h = F.dropout(F.silu(h), DROPOUT, self.training)
+    def many(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Chains of C neurons (index (C,)) on the same x (R, T, D) in batched ops -> (C, R*T, D), maybe strided."""
+        rows, dim, count = x.shape[0] * x.shape[1], x.shape[-1], len(index)
+        h = x.reshape(rows, dim)
         if self.n_units == 0:
-            h = h.expand(len(neurons), rows, dim)
+            return h.expand(count, rows, dim)
+        norm = self.norm.index_select(0, index)  # (C, K, D)
+        first = self.weight[:, 0].index_select(0, index).view(count * dim, dim)  # (C*out, in)
+        h = F.linear(h, first).view(rows, count, dim)  # one GEMM for all candidates: they share x
+        h = _silu_dropout(norm_each(h, norm[:, 0]), self.training).transpose(0, 1)  # (C, R*T, D)
+        for k in range(1, self.n_units):
+            w = self.weight[:, k].index_select(0, index)  # (C, out, in)
+            h = _silu_dropout(norm_each(torch.bmm(h, w.transpose(1, 2)), norm[:, k, None]), self.training)
         return h
-
-    def per_row(self, x: torch.Tensor, neuron_of_row: torch.Tensor) -> torch.Tensor:
-        """Row r of x (R, T, D) through the chain of neuron_of_row[r]; rows grouped by neuron."""
-        if self.n_units == 0:
-            return x
-        out = torch.empty_like(x)
-        for neuron in torch.unique(neuron_of_row).tolist():
-            rows = (neuron_of_row == neuron).nonzero().squeeze(1)
-            out = out.index_copy(0, rows, self.one(x.index_select(0, rows), neuron))
-        return out
 
 
 class Soma(nn.Module):
@@ -105,10 +121,10 @@ class Soma(nn.Module):
     def one(self, h: torch.Tensor, neuron: int) -> torch.Tensor:
         return torch.sigmoid(F.linear(h.mean(dim=-2), self.weight[neuron : neuron + 1])).squeeze(-1)  # (B,)
 
-    def many(self, h: torch.Tensor, neurons: torch.Tensor, samples: int) -> torch.Tensor:
+    def many(self, h: torch.Tensor, index: torch.Tensor, samples: int) -> torch.Tensor:
         """h (C, R*T, D) from UnitChain.many -> voltages (C, R)."""
-        mean = h.reshape(h.shape[0], samples, -1, h.shape[-1]).mean(dim=2)  # (C, R, D)
-        return torch.sigmoid(torch.bmm(mean, self.weight[neurons].unsqueeze(-1))).squeeze(-1)
+        mean = h.view(h.shape[0], samples, -1, h.shape[-1]).mean(dim=2)  # (C, R, D)
+        return torch.sigmoid(torch.bmm(mean, self.weight.index_select(0, index).unsqueeze(-1))).squeeze(-1)
 
 
 class Attention(nn.Module):
@@ -123,6 +139,8 @@ class Attention(nn.Module):
 
     def one(self, x: torch.Tensor, neuron: int, y: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
         source = x if y is None else y
+        if y is not None:  # the causal/padding mask is over x's positions; y's keys are a separate sequence
+            mask = None
         b, t, d = x.shape
         q = F.linear(x, self.q[neuron]).view(b, t, self.heads, -1).transpose(1, 2)  # (B, H, T, d)
         k = F.linear(source, self.k[neuron]).view(b, source.shape[1], self.heads, -1).transpose(1, 2)
@@ -151,6 +169,7 @@ class Section(nn.Module):
         self.index = index
         self.n_attentive = config.n_attentive_neurons
         self.neighbors = neighbors  # plain Python lists: the wiring never changes after build
+        self.plain_neighbors = [[c for c in row if c >= self.n_attentive] for row in neighbors]
         self.register_buffer("neighbor_table", torch.tensor(neighbors, dtype=torch.long).view(n, -1), persistent=False)
         self.dendrites = UnitChain(n, config.n_dendritics, d)
         self.soma = Soma(n, d)
@@ -160,18 +179,27 @@ class Section(nn.Module):
         self.norm = nn.Parameter(torch.ones(n, d))  # each neuron's own `ln`, applied when it connects
         self.threshold = nn.Parameter(torch.full((n,), 0.5))
         self.router = router
+        self._indices: dict = {}  # candidate list -> index tensor; constants, since the wiring is fixed
 
     @property
     def n_neurons(self) -> int:
         return self.threshold.shape[0]
 
+    def neuron_index(self, neurons: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """The index tensor of a candidate list, made once (a hop asks for the same few lists every pass)."""
+        key = (neurons, device)
+        index = self._indices.get(key)
+        if index is None:
+            index = self._indices[key] = torch.tensor(neurons, dtype=torch.long, device=device)
+        return index
+
     def interact(self, x: torch.Tensor, neuron: int) -> torch.Tensor:
         """Dendrite chain then soma: per-sample voltages (B,) of one neuron (literal path)."""
         return self.soma.one(self.dendrites.one(x, neuron), neuron)
 
-    def interact_many(self, x: torch.Tensor, neurons: list[int]) -> torch.Tensor:
+    def interact_many(self, x: torch.Tensor, neurons: tuple[int, ...]) -> torch.Tensor:
         """Voltages (C, R) of C neurons on x (R, T, D), in batched ops."""
-        index = torch.tensor(neurons, device=x.device)
+        index = self.neuron_index(neurons, x.device)
         return self.soma.many(self.dendrites.many(x, index), index, x.shape[0])
 
     def fire(self, x: torch.Tensor, neuron: int, ctx: PassContext | None) -> torch.Tensor:
@@ -183,19 +211,12 @@ class Section(nn.Module):
         if neuron < self.n_attentive:
             mask = ctx.attention_mask if ctx is not None else None
             a = self.attention.one(x, neuron, ctx.y if ctx is not None else None, mask)
-        x = x + self.axon.one(a, neuron)  # (B, T, D)
-        return x + self.synapses.one(x, neuron)
+        x = plus(self.axon.one(a, neuron), x)  # (B, T, D)
+        return plus(self.synapses.one(x, neuron), x)
 
-    def fire_per_row(self, x: torch.Tensor, neuron_of_row: torch.Tensor) -> torch.Tensor:
-        """Plain neurons firing, a different one per row (per-sample routing)."""
-        x = x + self.axon.per_row(x, neuron_of_row)
-        return x + self.synapses.per_row(x, neuron_of_row)
-
-    def connect_norm(self, p: torch.Tensor, neuron) -> torch.Tensor:
-        """The connecting neuron's `ln` on the candidate's result (neuron: int, or a (R,) tensor)."""
-        if isinstance(neuron, int):
-            return F.layer_norm(p, p.shape[-1:], self.norm[neuron], eps=LN_EPS)
-        return F.layer_norm(p, p.shape[-1:], eps=LN_EPS) * self.norm[neuron].unsqueeze(1)
+    def connect_norm(self, p: torch.Tensor, neuron: int) -> torch.Tensor:
+        """The connecting neuron's `ln` on the candidate's result."""
+        return F.layer_norm(p, p.shape[-1:], self.norm[neuron], eps=LN_EPS)
 
     def forward(self, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
         return (ctx.router or self.router)(self, x, ctx)
@@ -333,15 +354,19 @@ class GenesisPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # Initialisation is done once for the whole model, deterministically, in reset_parameters().
-        pass
+        # But from_pretrained re-creates non-persistent buffers as empty memory and expects them
+        # filled here: rebuild the wiring table from the wiring.
+        if isinstance(module, Section):
+            module.neighbor_table.copy_(torch.tensor(module.neighbors, dtype=torch.long).view_as(module.neighbor_table))
 
 
 class Genesis(GenesisPreTrainedModel, GenerationMixin):
     """A Genesis network: input part, sections of routed neurons, output part."""
 
-    def __init__(self, config: GenesisConfig, max_parameters: int | None = None, **size_limits: Any):
-        # Refuse oversized configs before allocating (None lifts the limit; see configuration.check_size).
-        check_size(config, **({"max_parameters": max_parameters} if max_parameters is not None else {}), **size_limits)
+    def __init__(self, config: GenesisConfig, **size_limits: Any):
+        # Refuse oversized configs before allocating: max_parameters / max_activation_bytes as in
+        # configuration.check_size, where None lifts that limit.
+        check_size(config, **size_limits)
         super().__init__(config)
         from .routing import ROUTERS  # routing imports this module's parts
 

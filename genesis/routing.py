@@ -4,19 +4,22 @@ Three implementations, one contract (`router(section, x, ctx) -> (output, neuron
 events into `ctx.recorder`):
 
 - `route_reference`: SPEC followed literally (recursion, whole batch, zeroed rows). The oracle.
-- `route_batch`: the same numbers, fast: all candidates of a hop in one batched op, and only the
-  rows of samples still alive (a stopped sample's zero row is known to have voltage 0.5).
-- `route_sample`: per-sample routing; every sample takes its own path (as if alone) in the same
-  batched ops.
+- `route_batch`: the same numbers, fast: all candidates of a hop in one batched op, only the rows of
+  samples still alive (a stopped sample's zero row is known to have voltage 0.5), no gathers while
+  every row is alive, and no autograd graph for voltages that only choose and compare.
+- `route_sample`: per-sample routing; every sample takes its own path (as if alone). Samples are
+  processed in cache-sized chunks; in each hop the (sample, candidate) pairs are sorted by neuron so
+  that each neuron runs once on all the rows that need it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from .modeling import PassContext, Section, straight_through
+from .modeling import PassContext, Section, norm_each, plus, straight_through
 from .trace import (
     STOP_ALL_FIRED,
     STOP_BELOW_THRESHOLD,
@@ -27,17 +30,18 @@ from .trace import (
 )
 
 STOPPED_VOLTAGE = 0.5  # sigmoid(0): every part is bias-free, so a zeroed row's voltage is exactly this
+CHUNK_FLOATS = 1 << 18  # per-sample routing: samples per chunk so that a chunk's (R, T, D) is about 1 MiB
 
 
-def start_candidates(section: Section) -> list[int]:
+def start_candidates(section: Section) -> tuple[int, ...]:
     """The indexer's choice: attentive neurons, or (this project's deviation) all when there are none."""
-    return list(range(section.n_attentive or section.n_neurons))
+    return tuple(range(section.n_attentive or section.n_neurons))
 
 
-def hop_candidates(section: Section, neuron: int, fired) -> tuple[list[int], str | None]:
+def hop_candidates(section: Section, neuron: int, fired) -> tuple[tuple[int, ...], str | None]:
     """Neighbors that may fire next, and why there are none when empty."""
-    plain = [c for c in section.neighbors[neuron] if c >= section.n_attentive]
-    candidates = [c for c in plain if c not in fired]
+    plain = section.plain_neighbors[neuron]
+    candidates = tuple(c for c in plain if c not in fired)
     if candidates:
         return candidates, None
     return candidates, (STOP_ALL_FIRED if plain else STOP_NO_NEIGHBORS)
@@ -81,7 +85,7 @@ def route_reference(section: Section, x: torch.Tensor, ctx: PassContext) -> tupl
                 neuron,
                 candidates_from(candidates, [v.tolist() for v in voltages], means.tolist()),
                 chosen,
-                float(threshold),
+                float(threshold.detach()),
                 passed.tolist(),
                 bool(passed.any()),
             )
@@ -124,28 +128,36 @@ class _Step:
 
     neuron: int | torch.Tensor  # int in batch routing; one neuron per row in per-sample routing
     x: torch.Tensor  # (R, T, D)
-    rows: torch.Tensor  # (R,) batch indices
-    index: torch.Tensor | None  # positions of these rows within the previous step's rows
+    rows: torch.Tensor | None  # (R,) batch indices; None: the whole batch, in order
+    index: torch.Tensor | None  # positions of these rows within the previous step's rows; None: all of them
     gate: torch.Tensor | None  # straight-through factor per row (trainable routing)
 
 
-def _fold(section: Section, steps: list[_Step]) -> torch.Tensor:
+def _voltages(section: Section, x: torch.Tensor, neurons: tuple[int, ...], ctx: PassContext) -> torch.Tensor:
+    """Voltages (C, R) of candidates on x. Unless routing is trainable they only choose and compare, so
+    no gradient can reach them: no graph is built (the same gradients, less work)."""
+    if ctx.trainable or not torch.is_grad_enabled():
+        return section.interact_many(x, neurons)
+    with torch.no_grad():
+        return section.interact_many(x, neurons)
+
+
+def _fold(steps: list[_Step], connect: Callable) -> torch.Tensor:
     """Undo the recursion: from the deepest neuron up, passing rows get + ln_source(result)."""
     p = steps[-1].x
     for step, below in zip(reversed(steps[:-1]), reversed(steps[1:])):
-        source = step.neuron if isinstance(step.neuron, int) else step.neuron.index_select(0, below.index)
-        contribution = section.connect_norm(p, source)
+        contribution = connect(p, step, below)
         if below.gate is not None:
             contribution = contribution * below.gate[:, None, None]
-        p = step.x.index_add(0, below.index, contribution)  # (R, T, D)
-    return p
+        p = plus(contribution, step.x) if below.index is None else step.x.index_add(0, below.index, contribution)
+    return p  # (R, T, D)
 
 
-def _full(values: torch.Tensor, rows: torch.Tensor, batch: int, fill: float) -> torch.Tensor:
-    """Scatter per-row values (C, R) back to the batch (C, B), the rest filled."""
-    full = values.new_full((values.shape[0], batch), fill)
-    full[:, rows] = values
-    return full
+def _select(t: torch.Tensor | None, index: torch.Tensor | None) -> torch.Tensor | None:
+    """t[index] along the first axis, where None stands for "all rows" (index) or "the whole batch" (t)."""
+    if index is None:
+        return t
+    return index if t is None else t.index_select(0, index)
 
 
 def _start_gate(ctx: PassContext, voltages: torch.Tensor) -> torch.Tensor | None:
@@ -156,50 +168,38 @@ def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[to
     """The original's routing (choice by batch mean), computing only the rows still alive."""
     batch, recording = x.shape[0], ctx.recorder is not None
     candidates = start_candidates(section)
-    voltages = section.interact_many(x, candidates)  # (C, B)
+    voltages = _voltages(section, x, candidates, ctx)  # (C, B)
     means = voltages.mean(dim=1)
-    start = candidates[int(means.argmax())]
-    all_rows = torch.arange(batch, device=x.device)
-    steps = [_Step(start, section.fire(x, start, ctx), all_rows, None, None)]
-    order, alive_log, hops = [start], [[True] * batch], []
-    stop = ""
+    first = int(means.argmax())
+    start = candidates[first]
+    steps = [_Step(start, section.fire(x, start, ctx), None, None, None)]
+    order, alive_log, hops, stop = [start], [[True] * batch], [], ""
     while True:
         step = steps[-1]
-        neighbors, stop_reason = hop_candidates(section, step.neuron, order)
+        neighbors, stop = hop_candidates(section, step.neuron, order)
         if not neighbors:
-            stop = stop_reason
             break
-        live = section.interact_many(step.x, neighbors)  # (C, R)
-        full = _full(live, step.rows, batch, STOPPED_VOLTAGE) if len(step.rows) < batch else live
-        hop_means = full.mean(dim=1)  # stopped samples count with 0.5, as in the original
-        best = int(hop_means.argmax())
-        chosen = neighbors[best]
-        threshold = section.threshold[chosen]
-        index = (live[best] > threshold).nonzero().squeeze(1)
+        live = _voltages(section, step.x, neighbors, ctx)  # (C, R)
+        full = live if step.rows is None else _full(live, step.rows, batch)  # stopped samples count with 0.5
+        hop_means = full.mean(dim=1)
+        best = int(hop_means.argmax())  # first maximum: the earlier neighbor wins a tie
+        chosen, threshold = neighbors[best], section.threshold[neighbors[best]]
+        passed = live[best] > threshold  # (R,)
+        index = passed.nonzero().squeeze(1)
         if recording:
-            passed = torch.zeros(batch, dtype=torch.bool)
-            passed[step.rows[index].cpu()] = True
-            hops.append(
-                Hop(
-                    step.neuron,
-                    candidates_from(neighbors, full.tolist(), hop_means.tolist()),
-                    chosen,
-                    float(threshold),
-                    passed.tolist(),
-                    bool(len(index)),
-                )
-            )
+            hops.append(_hop(step, neighbors, full, hop_means, chosen, threshold, passed, batch))
         if not len(index):
             stop = STOP_BELOW_THRESHOLD
             break
-        gate = straight_through(live[best].index_select(0, index), threshold) if ctx.trainable else None
-        rows = step.rows.index_select(0, index)
-        steps.append(_Step(chosen, section.fire(step.x.index_select(0, index), chosen, None), rows, index, gate))
+        index = None if len(index) == len(passed) else index  # all pass: no gathers
+        gate = straight_through(_select(live[best], index), threshold) if ctx.trainable else None
+        fired_x = section.fire(_select(step.x, index), chosen, None)
+        steps.append(_Step(chosen, fired_x, _select(step.rows, index), index, gate))
         order.append(chosen)
         if recording:
             alive_log.append(hops[-1].passed)
-    out = _fold(section, steps)
-    if (gate := _start_gate(ctx, voltages[int(means.argmax())])) is not None:
+    out = _fold(steps, lambda p, step, below: section.connect_norm(p, step.neuron))
+    if (gate := _start_gate(ctx, voltages[first])) is not None:
         out = out * gate[:, None, None]
     if recording:
         if hops:
@@ -211,92 +211,177 @@ def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[to
     return out, len(order)
 
 
+def _full(values: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Tensor:
+    """Per-row voltages (C, R) back on the batch (C, B); stopped samples' zero rows have 0.5."""
+    full = values.new_full((values.shape[0], batch), STOPPED_VOLTAGE)
+    full[:, rows] = values
+    return full
+
+
+def _hop(step: _Step, neighbors, full, means, chosen, threshold, passed, batch: int) -> Hop:
+    """The trace of one batch-routing hop (`passed` is per alive row; the trace's is per sample)."""
+    if step.rows is not None:
+        passed = torch.zeros(batch, dtype=torch.bool, device=passed.device).index_fill_(
+            0, step.rows.index_select(0, passed.nonzero().squeeze(1)), True
+        )
+    flags = passed.tolist()
+    return Hop(
+        step.neuron,
+        candidates_from(neighbors, full.tolist(), means.tolist()),
+        chosen,
+        float(threshold.detach()),
+        flags,
+        any(flags),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Per-sample routing
 
 
-def _fire_start_per_row(section: Section, x: torch.Tensor, start: torch.Tensor, ctx: PassContext) -> torch.Tensor:
-    """Each row fires its own start neuron (with attention mask and y), grouped by neuron."""
-    out = torch.empty_like(x)
-    for neuron in torch.unique(start).tolist():
-        rows = (start == neuron).nonzero().squeeze(1)
-        mask = ctx.attention_mask
-        if mask is not None and mask.shape[0] > 1:
-            mask = mask.index_select(0, rows)
-        y = ctx.y.index_select(0, rows) if ctx.y is not None else None
-        sub = PassContext(mask, y, None, ctx.trainable)
-        out = out.index_copy(0, rows, section.fire(x.index_select(0, rows), neuron, sub))
-    return out
-
-
-def _candidate_voltages(
-    section: Section, x: torch.Tensor, neighbors: torch.Tensor, valid: torch.Tensor
+def _by_neuron(
+    x: torch.Tensor, source: torch.Tensor, neuron_of_item: torch.Tensor, run: Callable
 ) -> torch.Tensor:
-    """Voltage of every valid (row, neighbor slot), grouped by neuron; -inf where not a candidate."""
+    """run(x rows, neuron, rows) once per neuron: item i is x[source[i]] through neuron_of_item[i].
+
+    Items are sorted by neuron (one gather), each neuron runs on its contiguous slice, and the results
+    go back to item order.
+    """
+    order = torch.argsort(neuron_of_item, stable=True)
+    neurons, counts = torch.unique_consecutive(neuron_of_item.index_select(0, order), return_counts=True)
+    if len(neurons) == 1:  # one neuron for all (always so for a single sample): no sorting needed
+        return run(x.index_select(0, source), int(neurons[0]), source)
+    rows = source.index_select(0, order)
+    x = x.index_select(0, rows)
+    parts, begin = [], 0
+    for neuron, count in zip(neurons.tolist(), counts.tolist()):
+        parts.append(run(x[begin : begin + count], neuron, rows[begin : begin + count]))
+        begin += count
+    done = torch.cat(parts)
+    return done.new_empty(done.shape).index_copy_(0, order, done)
+
+
+def _rows_context(ctx: PassContext, rows: torch.Tensor) -> PassContext:
+    """The attention mask and y of some rows (a start neuron fires with them)."""
+    mask = ctx.attention_mask
+    if mask is not None and mask.shape[0] > 1:
+        mask = mask.index_select(0, rows)
+    y = ctx.y.index_select(0, rows) if ctx.y is not None else None
+    return PassContext(mask, y, None, ctx.trainable)
+
+
+def _pair_voltages(section: Section, x: torch.Tensor, neighbors: torch.Tensor, valid: torch.Tensor, ctx) -> torch.Tensor:
+    """Voltage of every valid (row, neighbor slot), each neuron once on its rows; -inf where not a candidate."""
     voltages = torch.full(neighbors.shape, float("-inf"), dtype=x.dtype, device=x.device)
-    for neuron in torch.unique(neighbors[valid]).tolist():
-        rows, slots = ((neighbors == neuron) & valid).nonzero(as_tuple=True)
-        v = section.interact_many(x.index_select(0, rows), [neuron])[0]  # (n,)
-        voltages = voltages.index_put((rows, slots), v)
-    return voltages
+    rows, slots = valid.nonzero(as_tuple=True)
+    if not len(rows):
+        return voltages
+
+    def interact(h: torch.Tensor, neuron: int, _rows: torch.Tensor) -> torch.Tensor:
+        return section.interact(h, neuron)
+
+    if ctx.trainable or not torch.is_grad_enabled():
+        values = _by_neuron(x, rows, neighbors[rows, slots], interact)
+    else:
+        with torch.no_grad():  # as in _voltages: only for choosing and comparing
+            values = _by_neuron(x, rows, neighbors[rows, slots], interact)
+    return voltages.index_put((rows, slots), values)
 
 
-def route_sample(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
-    """Every sample chooses its own start and candidates by its own voltage: as if run alone."""
+@dataclass
+class _Chunk:
+    """What per-sample routing did on a chunk of samples: output, fired neurons and trace events."""
+
+    out: torch.Tensor  # (R, T, D)
+    fired: torch.Tensor  # (R, N) bool
+    voltages: torch.Tensor  # (C, R) of the start candidates
+    start: torch.Tensor  # (R,)
+    events: list
+
+
+def _route_chunk(section: Section, x: torch.Tensor, ctx: PassContext) -> _Chunk:
+    """Per-sample routing of some samples: each chooses its start and candidates by its own voltages."""
     batch, n_attentive = x.shape[0], section.n_attentive
     candidates = start_candidates(section)
-    voltages = section.interact_many(x, candidates)  # (C, B)
-    start = torch.tensor(candidates, device=x.device)[voltages.argmax(dim=0)]  # (B,)
+    voltages = _voltages(section, x, candidates, ctx)  # (C, R)
+    start = section.neuron_index(candidates, x.device)[voltages.argmax(dim=0)]  # (R,)
     rows = torch.arange(batch, device=x.device)
     fired = torch.zeros(batch, section.n_neurons, dtype=torch.bool, device=x.device)
     fired[rows, start] = True
-    steps = [_Step(start, _fire_start_per_row(section, x, start, ctx), rows, None, None)]
+    fire_start = lambda h, neuron, r: section.fire(h, neuron, _rows_context(ctx, r))  # noqa: E731
+    steps = [_Step(start, _by_neuron(x, rows, start, fire_start), rows, None, None)]
     events = []  # per hop, for the trace
-    while len(steps[-1].rows):
+    while True:
         step = steps[-1]
         neighbors = section.neighbor_table.index_select(0, step.neuron)  # (R, n_neighbors)
         plain = neighbors >= n_attentive
         valid = plain & ~fired[step.rows].gather(1, neighbors)
-        hop_v = _candidate_voltages(section, step.x, neighbors, valid)  # (R, n_neighbors)
-        best = hop_v.argmax(dim=1, keepdim=True)  # first maximum: earlier neighbor wins a tie
-        chosen = neighbors.gather(1, best).squeeze(1) if neighbors.shape[1] else step.neuron
-        chosen_v = hop_v.gather(1, best).squeeze(1) if neighbors.shape[1] else hop_v.new_full(step.rows.shape, -1.0)
+        hop_v = _pair_voltages(section, step.x, neighbors, valid, ctx)  # (R, n_neighbors)
+        if neighbors.shape[1]:
+            best = hop_v.argmax(dim=1, keepdim=True)  # first maximum: earlier neighbor wins a tie
+            chosen, chosen_v = neighbors.gather(1, best).squeeze(1), hop_v.gather(1, best).squeeze(1)
+        else:  # no wiring at all: nothing to choose
+            chosen, chosen_v = step.neuron, hop_v.new_full(step.rows.shape, -1.0)
         threshold = section.threshold.index_select(0, chosen)
         passed = valid.any(dim=1) & (chosen_v > threshold)
-        events.append((step, neighbors, plain, valid, hop_v, chosen, threshold, passed))
+        events.append((step.rows, neighbors, plain, valid, hop_v, chosen, threshold, passed))
         index = passed.nonzero().squeeze(1)
         if not len(index):
             break
         chosen = chosen.index_select(0, index)
-        gate = (
-            straight_through(chosen_v.index_select(0, index), threshold.index_select(0, index))
-            if ctx.trainable
-            else None
-        )
+        gate = straight_through(chosen_v[index], threshold[index]) if ctx.trainable else None
         next_rows = step.rows.index_select(0, index)
         fired[next_rows, chosen] = True
-        steps.append(_Step(chosen, section.fire_per_row(step.x.index_select(0, index), chosen), next_rows, index, gate))
-    out = _fold(section, steps)
+        fire_hop = lambda h, neuron, r: section.fire(h, neuron, None)  # noqa: E731
+        steps.append(_Step(chosen, _by_neuron(step.x, index, chosen, fire_hop), next_rows, index, gate))
+
+    def connect(p: torch.Tensor, step: _Step, below: _Step) -> torch.Tensor:
+        source = _select(step.neuron, below.index)  # the connecting neuron of each row
+        return norm_each(p, section.norm.index_select(0, source).unsqueeze(1))
+
+    out = _fold(steps, connect)
     if (gate := _start_gate(ctx, voltages.max(dim=0).values)) is not None:
         out = out * gate[:, None, None]
+    return _Chunk(out, fired, voltages, start, events)
+
+
+def route_sample(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
+    """Every sample chooses its own start and candidates by its own voltage: as if run alone.
+
+    Samples are independent here, so they go in chunks that keep the working set in cache.
+    """
+    batch, length, dim = x.shape
+    size = max(1, CHUNK_FLOATS // max(1, length * dim))
+    if batch <= size:
+        chunks = [_route_chunk(section, x, ctx)]
+    else:
+        chunks = [
+            _route_chunk(section, x[a : a + size], _rows_context(ctx, torch.arange(a, min(a + size, batch))))
+            for a in range(0, batch, size)
+        ]
+    fired = torch.cat([c.fired for c in chunks]) if len(chunks) > 1 else chunks[0].fired
     if ctx.recorder is not None:
-        _record_samples(ctx, section, candidates, voltages, start, steps, events, fired)
+        traces, offset = [], 0
+        for chunk in chunks:
+            traces += _sample_traces(section, chunk, offset)
+            offset += len(chunk.start)
+        _record_samples(ctx, section, traces, fired)
+    out = torch.cat([c.out for c in chunks]) if len(chunks) > 1 else chunks[0].out
     return out, int(fired.any(dim=0).sum())
 
 
-def _record_samples(ctx, section, candidates, voltages, start, steps, events, fired) -> None:
-    """Per-sample traces (each as if alone) plus an aggregate view of the section."""
-    batch = voltages.shape[1]
-    v_all = voltages.T.tolist()  # (B, C)
+def _sample_traces(section: Section, chunk: _Chunk, offset: int) -> list[SectionTrace]:
+    """Per-sample traces of a chunk (each as if alone); sample numbers start at `offset`."""
+    candidates = start_candidates(section)
+    v_all = chunk.voltages.T.tolist()  # (R, C)
     traces = []
-    for b in range(batch):
+    for b, start in enumerate(chunk.start.tolist()):
         indexer = candidates_from(candidates, [[v] for v in v_all[b]], v_all[b])
-        s = int(start[b])
-        traces.append(SectionTrace(section.index, s, indexer, [], [s], [[True]], 1, "", sample=b))
-    for step, neighbors, plain, valid, hop_v, chosen, threshold, passed in events:
+        traces.append(SectionTrace(section.index, start, indexer, [], [start], [[True]], 1, "", sample=offset + b))
+    for rows, neighbors, plain, valid, hop_v, chosen, threshold, passed in chunk.events:
         neighbors, plain, valid = neighbors.tolist(), plain.tolist(), valid.tolist()
         hop_v, chosen, threshold, passed = hop_v.tolist(), chosen.tolist(), threshold.tolist(), passed.tolist()
-        for i, b in enumerate(step.rows.tolist()):
+        for i, b in enumerate(rows.tolist()):
             trace = traces[b]
             names = [n for n, ok in zip(neighbors[i], valid[i]) if ok]
             if not names:
@@ -322,6 +407,12 @@ def _record_samples(ctx, section, candidates, voltages, start, steps, events, fi
     for trace in traces:
         if trace.hops:
             trace.hops[-1].stop_reason = trace.stop_reason
+    return traces
+
+
+def _record_samples(ctx: PassContext, section: Section, traces: list[SectionTrace], fired: torch.Tensor) -> None:
+    """Each sample's own trace, plus an aggregate view of the section."""
+    for trace in traces:
         ctx.recorder.samples[trace.sample].append(trace)
     # Aggregate: neurons that fired for any sample, in the order they first fired.
     order = []
@@ -330,7 +421,7 @@ def _record_samples(ctx, section, candidates, voltages, start, steps, events, fi
             order.append((step_index, neuron))
     order = list(dict.fromkeys(n for _, n in sorted(order)))
     fired_list = fired.tolist()
-    alive = [[fired_list[b][n] and n in traces[b].order for b in range(batch)] for n in order]
+    alive = [[fired_list[b][n] and n in traces[b].order for b in range(len(traces))] for n in order]
     starts = [t.start for t in traces]
     common = max(sorted(set(starts)), key=starts.count)
     _record_section(ctx, section, SectionTrace(section.index, common, [], [], order, alive, len(order), "mixed"))

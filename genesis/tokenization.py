@@ -15,7 +15,8 @@ BYTE_VOCAB_SIZE = 258  # 256 bytes + end-of-text + pad
 def byte_tokenizer() -> PreTrainedTokenizerFast:
     """Byte-level tokenizer: token id = byte value (0..255), 256 = end-of-text, 257 = pad.
 
-    Any text round-trips (emoji, CJK, control characters), and nothing is read from disk.
+    Any text round-trips as its UTF-8 bytes (emoji, CJK, control characters, even the text of a
+    special token), and nothing is read from disk.
     """
     # Byte-level pre-tokenizer maps each byte to one printable character; the vocab is those 256.
     alphabet = pre_tokenizers.ByteLevel.alphabet()
@@ -29,9 +30,15 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
         [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False), pre_tokenizers.Split("", "isolated")]
     )
     tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN)
-    fast.model_max_length = 1 << 30
-    return fast
+    # split_special_tokens: a user's text that happens to contain "<|endoftext|>" is still just its
+    # bytes; the special ids come only from code (generate, padding).
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        split_special_tokens=True,
+        model_max_length=1 << 30,
+    )
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -63,7 +70,9 @@ class TextError(ValueError):
     """Text that cannot be run (empty, ...); the message says why."""
 
 
-def encode_text(text: str, max_tokens: int, tokenizer: PreTrainedTokenizerFast | None = None) -> tuple[list[int], str | None]:
+def encode_text(
+    text: str, max_tokens: int, tokenizer: PreTrainedTokenizerFast | None = None
+) -> tuple[list[int], str | None]:
     """Token ids for one text, and a note when it was cut to the model's last `max_tokens` tokens.
 
     Empty or whitespace-only text raises TextError; control characters, emoji and CJK are fine

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 import genesis
+from genesis import figures, graphs, probes
 from genesis import io as gio
 from genesis.configuration import FIELDS, ConfigError, SizeError, check_size
 
@@ -22,6 +25,8 @@ APP_DEFAULT = genesis.preset("app").user_dict()
 APP_MAX_PARAMETERS = 30_000_000
 APP_MAX_ACTIVATION_BYTES = 2 * 2**30
 SOURCES = ("Demo model (trained)", "Fresh model from the Build config", "Trained in this session", "Uploaded model")
+EXAMPLE_TEXT = "The quick brown fox jumps over the lazy dog."
+URL_TEXT_LIMIT = 1000  # longer texts stay in the session but not in the shareable URL
 
 
 @dataclass
@@ -71,18 +76,61 @@ def set_config_fields(fields: dict[str, Any]) -> None:
     st.session_state["config_fields"] = dict(fields)
 
 
+def parse_fields(fields: dict[str, Any]) -> tuple[genesis.GenesisConfig | None, str | None]:
+    """Like validate_fields but without the app's size budget (a config too big to build here can
+    still be drawn and counted)."""
+    try:
+        return gio.config_from_dict(fields), None
+    except (ConfigError, ValueError) as e:
+        return None, str(e)
+
+
 def validate_fields(fields: dict[str, Any]) -> tuple[genesis.GenesisConfig | None, str | None]:
     """(config, None) or (None, a message that names the field): never raises."""
+    config, error = parse_fields(fields)
+    if error:
+        return None, error
     try:
-        config = gio.config_from_dict(fields)
         check_size(
             config, APP_MAX_PARAMETERS, APP_MAX_ACTIVATION_BYTES, batch_size=8, seq_len=min(config.n_pos_size, 256)
         )
         return config, None
     except SizeError as e:
         return None, f"Too large for this app: {e}. Try a smaller config."
-    except (ConfigError, ValueError) as e:
-        return None, str(e)
+
+
+def current_text() -> str:
+    """The input text shared by Home and Run (and the URL)."""
+    return st.session_state.get("run_text", EXAMPLE_TEXT)
+
+
+def set_text(text: str) -> None:
+    st.session_state["run_text"] = text
+
+
+def text_widget(label: str, key: str, area: bool = False, **kw: Any) -> str:
+    """A text box showing the shared input text; editing it changes the text on every page and in
+    the URL."""
+    st.session_state[key] = current_text()
+
+    def changed() -> None:
+        set_text(st.session_state[key])
+
+    (st.text_area if area else st.text_input)(label, key=key, on_change=changed, **kw)
+    return current_text()
+
+
+def tokens_table(ids: list[int]) -> None:
+    """The tokens as a one-row-per-field table (position across), readable labels for bytes."""
+    st.dataframe(
+        {"": ["token", "id"], **{str(i): [probes.token_label(t), str(t)] for i, t in enumerate(ids)}},
+        hide_index=True,
+    )
+
+
+def config_json(config: genesis.GenesisConfig) -> str:
+    """The canonical cache key of a config."""
+    return json.dumps(config.user_dict(), sort_keys=True)
 
 
 def sync_url(**extra: str) -> None:
@@ -124,6 +172,49 @@ def demo_model() -> tuple[genesis.Genesis | None, dict[str, Any]]:
 @st.cache_resource
 def tokenizer():
     return genesis.byte_tokenizer()
+
+
+def model_key(model: genesis.Genesis) -> str:
+    """Identity plus a weight fingerprint: keys caches of results, and changes when training does."""
+    with torch.no_grad():
+        fingerprint = sum(float(p.double().sum()) for p in model.parameters())
+    return f"{id(model)}:{fingerprint!r}"
+
+
+def private_copy(model: genesis.Genesis) -> genesis.Genesis:
+    """This session's own copy of `model` to change (the cached models are shared: never mutate
+    them). Kept until the session picks another model."""
+    key = model_key(model)
+    held = st.session_state.get("private_copy")
+    if held is None or held[0] != key:
+        held = (key, probes.copy_for_edits(model))
+        st.session_state["private_copy"] = held
+    return held[1]
+
+
+# -- figures (cached: a rerun after a slider move must redraw at once) ------------------------------
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def wiring_figure(
+    config_json: str,
+    section: int,
+    thresholds: tuple[float, ...] | None = None,
+    route: tuple[int, ...] | None = None,
+    other_route: tuple[int, ...] | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """A section's wiring (and routes) as a figure. Shared across sessions like the models: the
+    figure is never changed after it is built (st.plotly_chart only reads it)."""
+    config = gio.config_from_dict(json.loads(config_json))
+    graph = graphs.wiring_graph(config, section, list(thresholds) if thresholds is not None else None)
+    return figures.wiring_figure(graph, route, other_route, title=title, uirevision=f"wiring-{section}")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def wiring_graphml(config_json: str) -> str:
+    config = gio.config_from_dict(json.loads(config_json))
+    return graphs.to_graphml([graphs.wiring_graph(config, i) for i in range(config.n_sections)])
 
 
 def model_for_fields(fields: dict[str, Any]) -> genesis.Genesis | None:
@@ -192,7 +283,10 @@ def _uploaded_model() -> ActiveModel | None:
 
 
 def page_header(title: str, active: ActiveModel | None) -> None:
-    """Title plus the line every page shows: which model this is."""
+    """Title plus the line every page shows: which model this is. Also puts the config and text
+    back into the URL: Streamlit clears query parameters when the user switches pages."""
+    text = current_text()
+    sync_url(text=text[:URL_TEXT_LIMIT] if text != EXAMPLE_TEXT else "")
     st.title(title)
     if warning := st.session_state.pop("url_warning", None):
         st.warning(warning)

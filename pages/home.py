@@ -1,6 +1,78 @@
-"""Home page (placeholder until its issue lands)."""
+"""Home: what Genesis is, its architecture from the current config, and one input's pass step by step."""
 
-from pages.common import model_picker, page_header
+import streamlit as st
+
+from genesis import figures, probes
+from genesis.tokenization import TextError
+from pages.common import (
+    config_fields,
+    config_json,
+    model_picker,
+    page_header,
+    parse_fields,
+    text_widget,
+    tokens_table,
+    wiring_figure,
+)
 
 active = model_picker()
-page_header("Home", active)
+page_header("Genesis Explorer", active)
+st.markdown(
+    "**Genesis** is a network of *neurons* grouped in *sections*. In each section an *indexer* picks "
+    "a start neuron (one of the attentive neurons, the ones with attention), which fires and then "
+    "offers its signal to its wired neighbors: the one with the highest *voltage* fires next if that "
+    "voltage exceeds its *threshold*. So each input takes a **route** through a few neurons instead "
+    "of through every layer. Build a network on **Build**, run text on **Run**, watch many inputs on "
+    "**Activations**, compare configs on **Compare** and train one on **Train**."
+)
+
+config = active.model.config if active else parse_fields(config_fields())[0]
+if config is not None:
+    st.plotly_chart(figures.architecture_figure(config), key="home_architecture")
+if active is None:
+    st.stop()
+
+st.subheader("One input, step by step")
+text = text_widget("Input", "home_text", area=True, height=68)
+try:
+    ids, note = probes.encode_for(config, text)
+except TextError as e:
+    st.info(f"The walkthrough needs text to read: {e}.")
+    st.stop()
+output = probes.run(active.model, ids)
+steps = probes.walkthrough(config, output.trace)
+index = min(st.session_state.get("home_step", 0), len(steps) - 1)
+
+
+def _move(delta: int) -> None:
+    st.session_state["home_step"] = max(0, min(index + delta, len(steps) - 1))
+
+
+step = steps[index]
+picture, words = st.columns([3, 2])
+with words:
+    st.markdown(f"**Step {index + 1} of {len(steps)} · {step.title}**")
+    st.write(step.text)
+    back, forward = st.columns(2)
+    back.button("◀ Back", on_click=_move, args=(-1,), disabled=index == 0, key="home_back")
+    forward.button("Next ▶", on_click=_move, args=(1,), disabled=index == len(steps) - 1, key="home_next")
+    if note:
+        st.caption(note)
+with picture:
+    if step.kind == "input":
+        tokens_table(ids)
+    elif step.kind in ("start", "hop"):
+        section = output.trace.sections[step.section]
+        route = tuple(section.route_of(0)[: step.step + 1])
+        thresholds = tuple(active.model.thresholds()[step.section])
+        key = config_json(config)
+        st.plotly_chart(wiring_figure(key, step.section, thresholds, route), key="home_wiring")
+        n_attentive = output.trace.attentive[step.section]
+        st.plotly_chart(figures.hop_step_figure(section, step.step, n_attentive=n_attentive), key="home_step_chart")
+    elif step.kind == "output" and config.n_output == "causal_lm":
+        top = probes.top_k_next(output, 10)
+        st.plotly_chart(figures.top_k_figure([probes.token_label(t) for t, _ in top], [p for _, p in top]))
+    elif step.kind == "output" and config.n_output == "sequence_classifier":
+        st.plotly_chart(figures.class_probability_figure(probes.class_probabilities(output)))
+    else:
+        st.plotly_chart(figures.architecture_figure(config), key="home_step_architecture")

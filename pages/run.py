@@ -1,6 +1,179 @@
-"""Run page (placeholder until its issue lands)."""
+"""Run: text in; the outputs; the route on the wiring, step by step; batch vs alone; causality;
+what-if on one threshold; the trace as JSON/CSV."""
 
-from pages.common import model_picker, page_header
+import json
+
+import streamlit as st
+
+from genesis import figures, probes
+from genesis.data import decode_bytes
+from genesis.tokenization import TextError
+from pages.common import (
+    config_json,
+    model_key,
+    model_picker,
+    page_header,
+    private_copy,
+    text_widget,
+    tokens_table,
+    wiring_figure,
+)
+
+
+@st.cache_data(max_entries=32, show_spinner="Running the model once per replaced position…")
+def causality(_model, key: str, ids: tuple[int, ...]) -> probes.Causality:
+    return probes.causality(_model, list(ids))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def batch_vs_alone(_model, key: str, lines: tuple[tuple[int, ...], ...]) -> list[probes.LineRoutes]:
+    return probes.batch_vs_alone(_model, [list(ids) for ids in lines])[1]
+
+
+def route_text(route: list[int]) -> str:
+    return " → ".join(map(str, route)) or "—"
+
 
 active = model_picker()
 page_header("Run", active)
+if active is None:
+    st.stop()
+model, config = active.model, active.model.config
+key = config_json(config)
+
+text = text_widget("Text", "run_text_input", area=True, height=100)
+buttons = st.columns([1, 4])
+buttons[0].button("Run", type="primary", key="run_button")
+per_line = buttons[1].toggle("One input per line (a batch)", value=True, key="run_per_line")
+lines = [line for line in text.splitlines() if line.strip()] if per_line else [text]
+try:
+    encoded = [probes.encode_for(config, line) for line in lines or [text]]
+except TextError as e:
+    st.info(f"Nothing to run: {e}.")
+    st.stop()
+for number, (_, note) in enumerate(encoded, start=1):
+    if note:
+        st.warning(f"Line {number}: {note}" if len(encoded) > 1 else f"Truncated: {note}")
+all_ids = [ids for ids, _ in encoded]
+line = 0
+if len(all_ids) > 1:
+    line = st.selectbox(
+        "Line to show", range(len(all_ids)), format_func=lambda i: f"{i + 1}: {lines[i][:60]}", key="run_line"
+    )
+ids = all_ids[line]
+output = probes.run(model, ids)  # the route of one input is the one it takes alone (batch of one)
+trace = output.trace
+tokens_table(ids)
+
+# -- outputs -------------------------------------------------------------------------------------
+if config.n_output == "causal_lm":
+    left, right = st.columns(2)
+    top = probes.top_k_next(output, 10)
+    left.plotly_chart(
+        figures.top_k_figure([probes.token_label(t) for t, _ in top], [p for _, p in top]), key="run_topk"
+    )
+    with right:
+        st.markdown("**Sampled continuation**")
+        knobs = st.columns(4)
+        temperature = knobs[0].slider("temperature", 0.0, 2.0, 0.8, 0.05, key="run_temperature")
+        top_p = knobs[1].slider("top-p", 0.05, 1.0, 0.95, 0.05, key="run_top_p")
+        new_tokens = knobs[2].slider("tokens", 1, 100, 40, key="run_new_tokens")
+        seed = knobs[3].number_input("seed", 0, 2**31 - 1, 0, key="run_seed")
+        request = (model_key(model), tuple(ids), temperature, top_p, new_tokens, seed)
+        if st.button("Sample a continuation", key="run_sample"):
+            new = probes.continuation(model, ids, new_tokens, temperature, top_p, seed)
+            st.session_state["run_continuation"] = (request, new)
+        held = st.session_state.get("run_continuation")
+        if held and held[0] == request:
+            st.code(decode_bytes(held[1]) or "(end of text at once)", language=None)
+elif config.n_output == "sequence_classifier":
+    st.plotly_chart(figures.class_probability_figure(probes.class_probabilities(output)), key="run_classes")
+else:
+    st.caption(f"Output: a tensor of shape {tuple(output.outputs.shape)}.")
+
+# -- the route, step by step ------------------------------------------------------------------------
+st.subheader("Route")
+st.caption(
+    "  ·  ".join(f"section {s.section}: {route_text(s.route_of(0))} ({s.stop_reason})" for s in trace.sections)
+    + f"  ·  {trace.count} neurons fired"
+)
+section_index = 0
+if config.n_sections > 1:
+    section_index = st.radio("Section", range(config.n_sections), horizontal=True, key="run_section")
+section = trace.sections[section_index]
+route = section.route_of(0)
+thresholds = tuple(model.thresholds()[section_index])
+step = 0
+if section.hops:
+    step = st.slider("Step through the route", 0, len(section.hops), len(section.hops), key="run_step")
+left, right = st.columns(2)
+left.plotly_chart(wiring_figure(key, section_index, thresholds, tuple(route[: step + 1])), key="run_wiring")
+n_attentive = trace.attentive[section_index]
+right.plotly_chart(figures.hop_step_figure(section, step, n_attentive=n_attentive), key="run_hop")
+if step == len(section.hops):
+    right.info(f"The route stopped: {probes.STOP_EXPLAINED.get(section.stop_reason, section.stop_reason)}.")
+
+# -- batch vs alone ---------------------------------------------------------------------------------
+if len(all_ids) > 1:
+    st.subheader("In a batch vs alone")
+    st.caption(
+        "In batch routing (the original) the next neuron is chosen by the batch's mean voltage, and "
+        "padding enters each voltage's average over positions, so a line's route in a batch can "
+        "differ from its route alone."
+    )
+    rows = batch_vs_alone(model, model_key(model), tuple(map(tuple, all_ids)))
+    st.dataframe(
+        {
+            "line": [r.line + 1 for r in rows],
+            "text": [lines[r.line][:40] for r in rows],
+            "route in the batch": [" | ".join(map(route_text, r.batch)) for r in rows],
+            "route alone": [" | ".join(map(route_text, r.alone)) for r in rows],
+            "differs in sections": [", ".join(map(str, r.differing_sections)) or "—" for r in rows],
+        },
+        hide_index=True,
+    )
+
+# -- what-if ----------------------------------------------------------------------------------------
+st.subheader("What if one threshold were different?")
+plain = list(range(n_attentive, config.n_neurons)) or list(range(config.n_neurons))
+first_choice = section.hops[0].chosen if section.hops else plain[0]
+neuron = st.selectbox("Neuron", plain, index=plain.index(first_choice), key=f"whatif_neuron_{section_index}")
+current = thresholds[neuron]
+value = st.slider(
+    f"Threshold of neuron {neuron} in section {section_index} (now {current:.3f})",
+    min(0.0, current),
+    max(1.0, current),
+    current,
+    0.005,
+    key=f"whatif_{section_index}_{neuron}",
+)
+edited = probes.set_threshold(private_copy(model), model, section_index, neuron, value)
+what_if = probes.run(edited, ids).trace.sample_routes()[0]
+changed_thresholds = tuple(edited.thresholds()[section_index])
+st.plotly_chart(
+    wiring_figure(key, section_index, changed_thresholds, tuple(route), tuple(what_if[section_index])),
+    key="run_whatif",
+)
+st.caption(
+    "  ·  ".join(
+        f"section {i}: {route_text(before)}" + (f" ⇒ {route_text(after)}" if after != before else " (unchanged)")
+        for i, (before, after) in enumerate(zip(trace.sample_routes()[0], what_if))
+    )
+)
+
+# -- causality --------------------------------------------------------------------------------------
+if config.n_output == "causal_lm" and st.toggle("Causality view", key="run_causality"):
+    result = causality(model, model_key(model), tuple(ids))
+    st.plotly_chart(figures.causality_figure(result, [probes.token_label(t) for t in ids]), key="run_causality_chart")
+    st.caption(
+        "Attention is causal, but a neuron's voltage averages over all positions, so a later token can "
+        "change the route and through it every earlier output (SPEC, flaw 3). Largest change at an "
+        f"earlier position: {max(result.leak(), default=0):.4f}."
+    )
+
+# -- exports ----------------------------------------------------------------------------------------
+cols = st.columns(3)
+cols[0].download_button("Trace (JSON)", json.dumps(trace.to_dict()), "trace.json", key="run_trace_json")
+cols[1].download_button("Route (CSV)", trace.to_frame("route").to_csv(index=False), "route.csv", key="run_route_csv")
+candidates_csv = trace.to_frame("candidates").to_csv(index=False)
+cols[2].download_button("Candidates (CSV)", candidates_csv, "candidates.csv", key="run_candidates_csv")

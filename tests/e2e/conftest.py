@@ -1,6 +1,8 @@
 """Browser fixtures: one `streamlit run app.py` server on 127.0.0.1 and Debian's Chromium via Playwright.
 
 Tests here are skipped (not failed) only when chromium is missing; CI installs it (dev.py test).
+The plain helpers below (start_app, wait_for_app, goto, plotly_data, ...) are shared with
+bench/bench_browser.py: import them as `from tests.e2e.conftest import ...`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
+SERVER_LOG = ROOT / "artifacts" / "streamlit.log"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -29,6 +33,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+VIEWPORT = {"width": 1400, "height": 1000}
 
 pytestmark = pytest.mark.browser
 
@@ -39,14 +44,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start the app; returns (process, base URL) once /_stcore/health answers."""
+def start_app(port: int | None = None, log: Path | None = SERVER_LOG) -> tuple[subprocess.Popen, str]:
+    """Start the app; returns (process, base URL) once /_stcore/health answers.
+
+    The server's output goes to `log` (artifacts/streamlit.log) so a failing test can be explained."""
     port = port or _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    out = subprocess.DEVNULL
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = log.open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -55,9 +66,15 @@ def start_app(port: int | None = None) -> tuple[subprocess.Popen, str]:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
                 return proc, url
         except OSError:
-            time.sleep(0.3)
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log}") from None
+            time.sleep(0.2)
     proc.kill()
     raise RuntimeError("streamlit did not start within 60 s")
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
 
 
 @pytest.fixture(scope="session")
@@ -75,32 +92,171 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        b = launch_chromium(p)
         yield b
         b.close()
 
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     pg = context.new_page()
     yield pg
     context.close()
 
 
 def screenshot(page, name: str) -> Path:
-    """Save a screenshot as a test artifact (artifacts/screenshots/NAME.png)."""
+    """Save a screenshot of the whole page as a test artifact (artifacts/screenshots/NAME.png).
+
+    Streamlit scrolls inside its main container, not the document, so a full-page shot would stop
+    at the fold: the viewport is made as tall as the content for the shot, then put back."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    size = page.viewport_size or VIEWPORT
+    height = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+        " return m ? m.scrollHeight : document.body.scrollHeight; }"
+    )
+    tall = min(max(size["height"], height), 8000)
+    if tall != size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": tall})
+        page.wait_for_timeout(300)  # charts re-layout to the new size
     page.screenshot(path=str(path), full_page=True)
+    if tall != size["height"]:
+        page.set_viewport_size(size)
     return path
 
 
-def wait_for_app(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished running the script (no 'running' indicator) and has content."""
+# Streamlit marks its root element with the script state ("running", "notRunning", ...) and the
+# connection state; its own end-to-end tests wait on these attributes too. Element code is loaded
+# lazily, with a skeleton drawn until it arrives, so "done" also means no skeleton left.
+_IDLE = (
+    "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+    " return app && app.dataset.testConnectionState === 'CONNECTED'"
+    " && app.dataset.testScriptState === 'notRunning'"
+    " && document.querySelector('[data-testid=\"stMainBlockContainer\"]')"
+    " && !document.querySelector('[data-testid=\"stSkeleton\"]'); }"
+)
+
+
+def wait_for_app(page, timeout: float = 60_000, settle_ms: int = 250) -> None:
+    """Wait until Streamlit has finished running the script. `settle_ms` first gives a rerun that was
+    just triggered (a key press, a click) time to start, so we do not see the previous idle state."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    if settle_ms:
+        page.wait_for_timeout(settle_ms)
+    page.wait_for_function(_IDLE, timeout=timeout)
+
+
+def goto(page, url: str, timeout: float = 60_000) -> None:
+    page.goto(url, timeout=timeout)
+    wait_for_app(page, timeout)
+
+
+def errors_on_page(page) -> list[str]:
+    """Exceptions Streamlit drew (stException) and any 'Traceback' text: both mean a crash shown to a user."""
+    found = [e.inner_text() for e in page.locator('[data-testid="stException"]').all()]
+    body = page.locator('[data-testid="stMain"]').inner_text() if page.locator('[data-testid="stMain"]').count() else ""
+    if "Traceback" in body:
+        found.append(body[body.index("Traceback") :][:2000])
+    return found
+
+
+def assert_no_error(page) -> None:
+    errors = errors_on_page(page)
+    assert not errors, "the page shows an exception:\n" + "\n---\n".join(errors)
+
+
+# Plotly keeps the figure on its div (`.data`, `.layout`); typed arrays (plotly's binary encoding)
+# are turned into plain lists so they cross into Python.
+_PLOTLY_JS = """
+(idx) => {
+  const plots = document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  const out = [];
+  const plain = (k, v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
+  for (const el of plots) {
+    out.push(JSON.parse(JSON.stringify({data: el.data || [], layout: el.layout || {}}, plain)));
+  }
+  return idx === null ? out : (out[idx] || null);
+}
+"""
+
+
+def plotly_figures(page) -> list[dict[str, Any]]:
+    """Every plotly chart on the page as {"data": [...traces], "layout": {...}}, in page order."""
+    return page.evaluate(_PLOTLY_JS, None)
+
+
+def plotly_titles(page) -> list[str]:
+    """The title text of every plotly chart on the page (empty string when untitled)."""
+    titles = []
+    for fig in plotly_figures(page):
+        title = fig["layout"].get("title") or {}
+        titles.append(title.get("text", "") if isinstance(title, dict) else str(title))
+    return titles
+
+
+def main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+# -- widgets, found by their Streamlit key (every keyed element carries the class st-key-KEY) ----------
+
+
+def keyed(page, key: str):
+    return page.locator(f".st-key-{key}")
+
+
+def plotly_figure(page, key: str) -> dict[str, Any] | None:
+    """The figure of `st.plotly_chart(..., key=key)` as {"data": [...], "layout": {...}} (None if absent)."""
+    return page.evaluate(
+        "(key) => { const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
+        " const plain = (k, v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);"
+        " return el && el.data ? JSON.parse(JSON.stringify({data: el.data, layout: el.layout}, plain)) : null; }",
+        key,
+    )
+
+
+_SIGNATURE_JS = (
+    "(key) => { const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
+    " const plain = (k, v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);"
+    " return el && el.data ? JSON.stringify(el.data, plain) : null; }"
+)
+
+
+def figure_signature(page, key: str) -> str | None:
+    """The keyed chart's traces as one string (JSON made in the page), to notice a redraw."""
+    return page.evaluate(_SIGNATURE_JS, key)
+
+
+def wait_for_figure_change(page, key: str, before: str | None, timeout: float = 30_000) -> None:
+    """Wait, checking every animation frame, until the keyed chart's signature differs from `before`."""
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " && document.querySelector('[data-testid=\"stMainBlockContainer\"]')",
+        f"([key, before]) => {{ const sig = ({_SIGNATURE_JS})(key); return sig !== null && sig !== before; }}",
+        arg=[key, before],
+        polling="raf",
         timeout=timeout,
     )
+
+
+def slider_value(page, key: str) -> str:
+    return keyed(page, key).locator('input[type="range"]').first.input_value()
+
+
+def press_slider(page, key: str, *keys: str) -> None:
+    """Move a slider with the keyboard on its thumb (ArrowRight/ArrowLeft/Home/End), like a user would."""
+    thumb = keyed(page, key).locator('input[type="range"]').first
+    thumb.focus()
+    for k in keys:
+        page.keyboard.press(k)
+
+
+def choose(page, key: str, option: str) -> None:
+    """Pick `option` in the keyed selectbox."""
+    keyed(page, key).locator('[data-testid="stSelectbox"]').click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def alerts(page) -> list[str]:
+    """Texts of every st.error/warning/info/success box on the page (sidebar included)."""
+    return page.locator('[data-testid="stAlert"]').all_inner_texts()

@@ -1,0 +1,193 @@
+"""How the app feels in a real browser (issue 5, item 4): Debian's Chromium driven by Playwright
+against `streamlit run app.py` on 127.0.0.1, medians of several repeats.
+
+    python bench/bench_browser.py [--repeats 5] [--cold 3]
+
+- cold start: the server process starting → the default page's first chart drawn (a new server
+  each repeat; the browser is already open, like a user's);
+- slider → redraw: on Build, one key press on the n_neighbors slider → the section-0 wiring graph
+  shows the new edges. "new" moves to a value not seen before (the model and figure are built);
+  "seen" moves back to a value this server already built (its caches answer);
+- Run → route: on Run, type a new text and click Run → the route figure of this run is drawn;
+  also until the whole page has finished (what-if, exports).
+
+A time ends when the change is visible: checked in the page on every animation frame. Prints a
+table and writes bench/results-browser.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import (  # noqa: E402  (the repo root has to be on the path first)
+    VIEWPORT,
+    figure_signature,
+    goto,
+    keyed,
+    launch_chromium,
+    press_slider,
+    slider_value,
+    start_app,
+    wait_for_app,
+    wait_for_figure_change,
+)
+
+RESULTS = ROOT / "bench" / "results-browser.json"
+TARGETS = {"cold start → first chart": 6.0, "slider → wiring redrawn (new value)": 0.35, "Run → route drawn": 1.0}
+FIRST_CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
+WIRING, SLIDER = "build_wiring_0", "build_n_neighbors"
+
+# Watches one keyed element: did it go stale (a rerun started and has not re-sent it yet) and come back?
+_WATCH_JS = """
+(key) => {
+  const state = {stale: false, running: false};
+  const app = document.querySelector('[data-testid="stApp"]');
+  const seen = () => {
+    const el = document.querySelector(`.st-key-${key}`);
+    if (el && el.dataset.stale === 'true') state.stale = true;
+    if (app.dataset.testScriptState === 'running') state.running = true;
+  };
+  new MutationObserver(seen).observe(document.body, {attributes: true, subtree: true,
+    attributeFilter: ['data-stale', 'data-test-script-state']});
+  window.__watch = state;
+}
+"""
+_REFRESHED_JS = """
+(key) => {
+  const el = document.querySelector(`.st-key-${key}`);
+  return window.__watch.stale && el && el.dataset.stale === 'false' && el.querySelector('.main-svg') !== null;
+}
+"""
+_FINISHED_JS = """
+() => window.__watch.running
+  && document.querySelector('[data-testid="stApp"]').dataset.testScriptState === 'notRunning'
+"""
+
+
+def next_frame(page) -> None:
+    """Let the browser paint what it has (one animation frame)."""
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+
+
+def cold_start(browser, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        proc, url = start_app(log=None)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            page = context.new_page()
+            page.goto(url, timeout=120_000)
+            page.wait_for_selector(FIRST_CHART, timeout=120_000)
+            next_frame(page)
+            times.append(time.perf_counter() - start)
+            context.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return times
+
+
+def slider_redraw(page, url: str, repeats: int) -> dict[str, list[float]]:
+    goto(page, f"{url}/build")
+    new, seen = [], []
+    start_value = int(slider_value(page, SLIDER))
+    steps = ["ArrowRight"] * repeats + ["ArrowLeft", "ArrowRight"] * ((repeats + 1) // 2)
+    for i, key in enumerate(steps):
+        before = figure_signature(page, WIRING)
+        start = time.perf_counter()
+        press_slider(page, SLIDER, key)
+        wait_for_figure_change(page, WIRING, before)
+        next_frame(page)
+        (new if i < repeats else seen).append(time.perf_counter() - start)
+        wait_for_app(page, settle_ms=0)
+    assert int(slider_value(page, SLIDER)) == start_value + repeats
+    return {"new": new, "seen": seen[:repeats]}
+
+
+def run_route(page, url: str, repeats: int) -> dict[str, list[float]]:
+    goto(page, f"{url}/run")
+    drawn, finished = [], []
+    for i in range(repeats + 1):  # the first run warms the caches of this page's figures: not counted
+        keyed(page, "run_text_input").locator("textarea").fill(f"Benchmark text number {i}: the quick brown fox.")
+        page.evaluate(_WATCH_JS, "run_wiring")
+        start = time.perf_counter()
+        keyed(page, "run_button").locator("button").click()
+        page.wait_for_function(_REFRESHED_JS, arg="run_wiring", polling="raf", timeout=60_000)
+        next_frame(page)
+        route = time.perf_counter() - start
+        page.wait_for_function(_FINISHED_JS, polling="raf", timeout=60_000)
+        if i:
+            drawn.append(route)
+            finished.append(time.perf_counter() - start)
+    return {"drawn": drawn, "finished": finished}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=7, help="interactions measured per row")
+    parser.add_argument("--cold", type=int, default=3, help="fresh servers started for the cold start")
+    args = parser.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        cold = cold_start(browser, args.cold)
+        proc, url = start_app(log=None)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            page = context.new_page()
+            goto(page, url)  # the first page view imports the library: that is the cold start's
+            slider = slider_redraw(page, url, args.repeats)
+            run = run_route(page, url, args.repeats)
+            context.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        browser.close()
+
+    rows = {
+        "cold start → first chart": cold,
+        "slider → wiring redrawn (new value)": slider["new"],
+        "slider → wiring redrawn (seen value)": slider["seen"],
+        "Run → route drawn": run["drawn"],
+        "Run → page finished": run["finished"],
+    }
+    print(f"{'measurement':40} {'median s':>9} {'min s':>7} {'max s':>7} {'n':>3} {'target s':>9}")
+    for name, times in rows.items():
+        target = TARGETS.get(name)
+        verdict = "" if target is None else f"≤ {target:.2f} {'ok' if statistics.median(times) <= target else 'MISSED'}"
+        print(
+            f"{name:40} {statistics.median(times):9.3f} {min(times):7.3f} {max(times):7.3f} {len(times):3d} {verdict:>9}"
+        )
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+                "repeats": args.repeats,
+                "cold_repeats": args.cold,
+                "targets_s": TARGETS,
+                "median_s": {name: statistics.median(times) for name, times in rows.items()},
+                "times_s": rows,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

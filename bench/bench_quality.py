@@ -1,0 +1,235 @@
+"""Quality benchmark: Genesis vs GPT-2 as character-level language models on tinyshakespeare.
+
+nanoGPT's CPU recipe for every model, through one loop (genesis.training.train): 90/10 split,
+block 64, batch 12, 2000 iterations, AdamW lr 1e-3 with 100 warm-up steps and cosine decay to 1e-4,
+gradient clipping at 1, dropout 0.1 everywhere (Genesis's units have it built in; GPT-2's defaults).
+Every model is evaluated on the same 50 validation batches. The baseline is transformers' GPT-2
+with 4 layers, 4 heads and 128 dims; candidates are Genesis configurations with no more parameters.
+
+Genesis's somas average over the whole window, so in an LM the route of a window depends on its
+later bytes (SPEC flaw 3): a few bits per window leak from the future. The "prefix" columns measure
+this honestly: on a few validation windows, position t is predicted by the model run on bytes
+0..t only (route included); the gap to the full-window loss on the same windows is the leak.
+
+    python3 dev.py quality                      # the full run (tens of minutes on a small CPU)
+    python3 dev.py quality --iters 200          # a quick comparison
+    python3 dev.py quality --only gpt2,genesis-original
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import genesis  # noqa: E402
+from genesis import data as gdata  # noqa: E402
+from genesis.training import TrainingConfig, train  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+BLOCK, BATCH, VOCAB = 64, 12, gdata.BYTE_VOCAB_SIZE
+
+# Genesis candidates: (what it tests, config fields). All at the byte vocabulary and 64 positions.
+APP = {k: v for k, v in genesis.PRESETS["app"].items() if k not in ("n_pos_size",)}
+SEQUENTIAL_SMALL = dict(
+    n_dim=128,
+    n_section="sequential",
+    n_sections=4,
+    n_neurons=3,
+    n_attentive_neurons=1,
+    n_attentive_neuron_heads=4,
+    n_neighbors=2,
+    n_dendritics=0,
+    n_synapses=1,
+)
+CANDIDATES: dict[str, tuple[str, dict]] = {
+    "genesis-original": ("the app config (d128, split, 2x16 neurons, 4 attentive), original routing", APP),
+    "genesis-trainable": ("same, trainable routing (straight-through)", {**APP, "n_trainable_routing": True}),
+    "genesis-sample": ("same, per-sample routing", {**APP, "n_routing": "sample"}),
+    "genesis-sample-trainable": (
+        "same, per-sample + trainable routing",
+        {**APP, "n_routing": "sample", "n_trainable_routing": True},
+    ),
+    "genesis-sequential": (
+        "4 sequential sections at d128, 3 neurons (1 attentive), no dendrites",
+        SEQUENTIAL_SMALL,
+    ),
+    "genesis-sequential-trainable": (
+        "same, trainable routing",
+        {**SEQUENTIAL_SMALL, "n_trainable_routing": True},
+    ),
+}
+
+
+def gpt2_baseline() -> torch.nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        n_layer=4,
+        n_head=4,
+        n_embd=128,
+        vocab_size=VOCAB,
+        n_positions=BLOCK,
+        bos_token_id=gdata.EOS_ID,
+        eos_token_id=gdata.EOS_ID,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def prefix_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, alone: bool) -> tuple[float, float]:
+    """(full-window loss, prefix loss) on windows x -> y. Prefix: position t sees bytes 0..t only.
+
+    alone: run each window by itself (batch routing chooses by the batch mean, so a batch would mix
+    the windows' routes); per-sample routing and GPT-2 can batch them.
+    """
+    model.eval()
+
+    def logits_of(inputs: torch.Tensor) -> torch.Tensor:
+        if alone:
+            return torch.cat([model(input_ids=row.unsqueeze(0)).logits for row in inputs])
+        return model(input_ids=inputs).logits
+
+    full = F.cross_entropy(logits_of(x).reshape(-1, VOCAB), y.reshape(-1)).item()
+    prefix = sum(F.cross_entropy(logits_of(x[:, : t + 1])[:, -1], y[:, t], reduction="sum").item() for t in range(BLOCK))
+    return full, prefix / y.numel()
+
+
+def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
+    torch.manual_seed(0)
+    recipe = TrainingConfig(
+        steps=args.iters,
+        batch_size=BATCH,
+        block_size=BLOCK,
+        lr=1e-3,
+        warmup=min(100, args.iters // 10),
+        min_lr=1e-4,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        eval_every=args.eval_every or args.iters,
+        eval_batches=args.eval_batches,
+        eval_at_start=False,
+        snapshot_samples=0,
+        seed=0,
+    )
+    print(f"\n== {name}: {parameters(model):,} parameters", flush=True)
+
+    def show(event):
+        if event.val_loss is not None:
+            print(f"  step {event.step:5d}  train {event.train_loss:.3f}  val {event.val_loss:.3f}", flush=True)
+
+    result = train(model, data, recipe, callback=show)
+    windows_x, windows_y = gdata.get_batch(data[1], BLOCK, args.prefix_windows, torch.Generator().manual_seed(7))
+    routed = getattr(model.config, "model_type", "") == "genesis"
+    alone = routed and model.config.n_routing == "batch"
+    full, prefix = prefix_losses(model, windows_x, windows_y, alone) if args.prefix_windows else (None, None)
+    return dict(
+        name=name,
+        parameters=parameters(model),
+        val_loss=result.final_val_loss,
+        train_loss=result.final_train_loss,
+        tokens_per_s=result.tokens / max(result.seconds, 1e-9),
+        train_tokens_per_s=result.events[-1].tokens_per_s,
+        seconds=result.seconds,
+        window_loss=full,
+        prefix_loss=prefix,
+        curve=[(e.step, e.val_loss) for e in result.evaluations],
+        config=model.config.user_dict() if routed else None,
+    )
+
+
+def table(rows: list[dict], iters: int) -> str:
+    base = next((r for r in rows if r["name"] == "gpt2"), None)
+    lines = [
+        f"| model | parameters | val loss @{iters} | vs GPT-2 | train loss | tokens/s (train) | "
+        "window loss* | prefix loss* |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        delta = f"{r['val_loss'] - base['val_loss']:+.3f}" if base else ""
+        window = f"{r['window_loss']:.3f}" if r["window_loss"] is not None else ""
+        prefix = f"{r['prefix_loss']:.3f}" if r["prefix_loss"] is not None else ""
+        lines.append(
+            f"| {r['name']} | {r['parameters']:,} | {r['val_loss']:.3f} | {delta} | {r['train_loss']:.3f} | "
+            f"{r['train_tokens_per_s']:,.0f} | {window} | {prefix} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="tinyshakespeare.txt")
+    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default: at the end)")
+    parser.add_argument("--eval-batches", type=int, default=50)
+    parser.add_argument("--prefix-windows", type=int, default=8, help="windows for the prefix-routing check (0: skip)")
+    parser.add_argument("--only", default=None, help="comma-separated names (gpt2, " + ", ".join(CANDIDATES) + ")")
+    parser.add_argument("--extra", default=None, help='JSON {"name": {config fields}} to add Genesis candidates')
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-quality.json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.data.is_file():
+        print(f"data not found: {args.data} (pass --data PATH)", file=sys.stderr)
+        return 2
+    data = gdata.split_corpus(gdata.load_text_file(args.data, max_bytes=50_000_000), 0.1)
+    candidates = dict(CANDIDATES)
+    for name, fields in json.loads(args.extra or "{}").items():
+        candidates[name] = ("extra", fields)
+    names = ["gpt2", *candidates]
+    if args.only:
+        names = [n for n in args.only.split(",") if n]
+        unknown = [n for n in names if n != "gpt2" and n not in candidates]
+        if unknown:
+            print(f"unknown model(s): {', '.join(unknown)}", file=sys.stderr)
+            return 2
+    budget = parameters(gpt2_baseline())
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        if name == "gpt2":
+            model = gpt2_baseline()
+        else:
+            model = genesis.Genesis(genesis.GenesisConfig(**{**candidates[name][1], "n_vocab_size": VOCAB, "n_pos_size": BLOCK}))
+            if parameters(model) > budget:
+                print(f"skipping {name}: {parameters(model):,} parameters > GPT-2's {budget:,}")
+                continue
+        row = run_one(name, model, data, args)
+        row["description"] = "GPT-2, 4 layers, 4 heads, 128 dims" if name == "gpt2" else candidates[name][0]
+        rows.append(row)
+    markdown = table(rows, args.iters)
+    print("\n" + markdown)
+    print(
+        f"\n*on {args.prefix_windows} validation windows: full-window routing vs each position seeing only its "
+        "prefix (the gap is what the whole-window soma leaks from the future)."
+    )
+    report = dict(
+        recipe=dict(iters=args.iters, block=BLOCK, batch=BATCH, lr=1e-3, warmup=min(100, args.iters // 10), min_lr=1e-4),
+        eval_batches=args.eval_batches,
+        machine=dict(python=platform.python_version(), torch=torch.__version__, threads=torch.get_num_threads()),
+        created=time.strftime("%Y-%m-%d %H:%M"),
+        results=rows,
+        markdown=markdown,
+    )
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown + "\n")
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Command line: train a model, trace a route, rebuild the demo model.
+
+    python -m genesis train --config app --corpus stdlib --steps 500 --out runs/lm
+    python -m genesis train --config classifier --task brackets --steps 300 --out runs/brackets
+    python -m genesis train --config tiny --text notes.txt --steps 200 --batch 8 --lr 2e-3 --out runs/notes
+    torchrun --nproc_per_node 2 -m genesis train --trainer hf --task copy --steps 200 --out runs/ddp
+    python -m genesis trace runs/lm --text "Return the sum of the values."
+    python -m genesis trace demo --text "Hello" --json trace.json
+    python -m genesis demo            # retrain assets/demo (the app's default model)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+from . import io as gio
+from . import training
+from .configuration import PRESETS, ConfigError, GenesisConfig, human, preset
+from .data import DataError, load_text_file
+from .modeling import Genesis, default_device
+from .tokenization import TextError, encode_text
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
+
+
+class CommandError(Exception):
+    """A problem with the user's arguments: printed without a traceback."""
+
+
+# -- shared ---------------------------------------------------------------------------------------
+
+
+def read_config(name_or_path: str) -> GenesisConfig:
+    if name_or_path in PRESETS:
+        return preset(name_or_path)
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise CommandError(f"--config: {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file")
+    return gio.read_config(path)
+
+
+def load_any_model(name_or_folder: str) -> tuple[Genesis, str]:
+    """A saved model folder, 'demo' (assets/demo), or a preset name (untrained weights)."""
+    if name_or_folder == "demo":
+        return gio.load_folder(DEMO_DIR), "the demo model"
+    if name_or_folder in PRESETS:
+        return Genesis(preset(name_or_folder)).eval(), f"an untrained {name_or_folder!r} model"
+    folder = Path(name_or_folder)
+    if not folder.is_dir():
+        raise CommandError(f"{name_or_folder!r} is neither a model folder, 'demo', nor a preset ({', '.join(PRESETS)})")
+    return gio.load_folder(folder), str(folder)
+
+
+def task_from_args(args) -> training.Task:
+    if args.text:
+        return training.as_task(load_text_file(args.text), args.block, name=Path(args.text).name)
+    return training.load_data(args.task or args.corpus or training.CORPUS, args.block, args.examples, args.seq_len, args.seed)
+
+
+# -- train ----------------------------------------------------------------------------------------
+
+
+def _progress(steps: int):
+    """A tqdm bar plus a line per evaluation; a plain line per evaluation without tqdm."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm comes with transformers; keep working without it
+        tqdm = None
+    bar = tqdm(total=steps, unit="step", dynamic_ncols=True) if tqdm else None
+
+    def callback(event: training.TrainingEvent) -> None:
+        if bar is not None and event.step:
+            bar.update(event.step - bar.n)
+            bar.set_postfix(loss=f"{event.train_loss:.3f}", lr=f"{event.lr:.1e}", tok_s=f"{event.tokens_per_s:,.0f}")
+        if event.val_loss is not None:
+            line = f"step {event.step:5d}  val loss {event.val_loss:.4f}"
+            if event.val_accuracy is not None:
+                line += f"  accuracy {event.val_accuracy:.1%}"
+            if event.snapshot is not None:
+                starts = ", ".join(f"s{i}: {_top(s)}" for i, s in enumerate(event.snapshot.start))
+                line += f"  routes {event.snapshot.distinct_routes}/{event.snapshot.samples} distinct, starts {starts}"
+            (bar.write if bar is not None else print)(line)
+
+    return callback, bar
+
+
+def _top(distribution: list[float]) -> str:
+    best = max(range(len(distribution)), key=distribution.__getitem__)
+    return f"{best} ({distribution[best]:.0%})"
+
+
+def train_command(args) -> int:
+    task = task_from_args(args)
+    config = training.config_for_task(read_config(args.config), task)
+    recipe = training.TrainingConfig(
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=args.lr,
+        warmup=min(args.warmup, args.steps // 2),
+        block_size=args.block,
+        eval_every=args.eval_every or max(1, args.steps // 10),
+        seed=args.seed,
+        early_stop_patience=args.patience,
+        output_dir=args.out,
+        checkpoint_every=args.checkpoint_every,
+    )
+    torch.manual_seed(args.seed)
+    model = Genesis(config).to(default_device() if args.device == "auto" else args.device)
+    print(f"training {human(model.num_parameters())} parameters on {task.describe()}", file=sys.stderr)
+    if args.trainer == "hf":
+        trainer = training.make_trainer(model, task, recipe, args.out)
+        trainer.train()
+        trainer.save_model(args.out)
+        if trainer.is_world_process_zero():
+            info = dict(task=task.describe(), training=recipe.to_dict(), log=trainer.state.log_history)
+            (Path(args.out) / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+        return 0
+    stop = {"requested": False}
+
+    def interrupt(*_):  # Ctrl-C: finish the step, save, and stop
+        stop["requested"] = True
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    callback, bar = _progress(recipe.steps)
+    try:
+        result = training.train(model, task, recipe, callback, should_stop=lambda: stop["requested"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    print(
+        f"{result.stop_reason} after {result.steps_done} steps in {result.seconds:.0f} s: "
+        f"train loss {result.final_train_loss:.4f}, val loss {result.final_val_loss:.4f}; saved to {args.out}"
+    )
+    return 0
+
+
+# -- trace ----------------------------------------------------------------------------------------
+
+
+def describe_route(trace, sample: int = 0) -> str:
+    """A readable route per section: the start vote, every hop with voltage vs threshold, why it stopped."""
+    lines = []
+    for st in trace.sample_sections(sample):
+        column = 0 if st.sample is not None else sample
+        votes = "  ".join(f"{c.neuron}:{c.voltages[column]:.3f}" for c in st.indexer)
+        lines.append(f"section {st.section}: start {st.start}" + (f"  (indexer votes {votes})" if votes else ""))
+        for hop in st.hops:
+            if column >= len(hop.passed):
+                continue
+            chosen = next((c for c in hop.candidates if c.neuron == hop.chosen), None)
+            voltage = chosen.voltages[column] if chosen else float("nan")
+            verdict = "fires" if hop.passed[column] else "stops"
+            others = ", ".join(f"{c.neuron}:{c.voltages[column]:.3f}" for c in hop.candidates if c.neuron != hop.chosen)
+            lines.append(
+                f"  {hop.source} -> {hop.chosen}: v={voltage:.3f} vs threshold {hop.threshold:.3f}: {verdict}"
+                + (f"  (other candidates {others})" if others else "")
+            )
+            if not hop.passed[column]:
+                break
+        route = st.route_of(sample)
+        lines.append(f"  route {' -> '.join(map(str, route))}  ({len(route)} fired; {st.stop_reason or 'done'})")
+    return "\n".join(lines)
+
+
+def trace_command(args) -> int:
+    model, label = load_any_model(args.model)
+    ids, note = encode_text(args.text, model.config.n_pos_size)
+    if note:
+        print(note, file=sys.stderr)
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), trace=True)
+    trace = out.trace
+    if args.json:
+        Path(args.json).write_text(json.dumps(trace.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.csv:
+        trace.to_frame(args.table).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if not args.json and not args.csv:
+        print(f"{label}, {len(ids)} tokens, {out.neuron_activation_count} neurons fired")
+        print(describe_route(trace))
+    return 0
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+def demo_command(args) -> int:
+    callback, bar = _progress(args.steps)
+    try:
+        _, info = training.build_demo(args.out, args.steps, callback)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{info['summary']}; saved to {args.out}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m genesis", description=__doc__.split("\n\n")[0])
+    commands = root.add_subparsers(dest="command", required=True)
+
+    t = commands.add_parser("train", help="train a model and save it (safetensors)")
+    t.add_argument("--config", default="app", help=f"a preset ({', '.join(PRESETS)}) or a config JSON file")
+    data = t.add_mutually_exclusive_group()
+    data.add_argument("--task", choices=[*training.gdata.TASKS, *training.gdata.LM_TASKS], help="a synthetic task")
+    data.add_argument("--corpus", choices=[training.CORPUS], help="the standard library's docstrings")
+    data.add_argument("--text", help="a UTF-8 .txt file to learn as a byte-level LM")
+    t.add_argument("--steps", type=int, default=500)
+    t.add_argument("--batch", type=int, default=12)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--warmup", type=int, default=50)
+    t.add_argument("--block", type=int, default=64, help="window length for text")
+    t.add_argument("--examples", type=int, default=4000, help="synthetic task size")
+    t.add_argument("--seq-len", type=int, default=24, help="synthetic task sequence length")
+    t.add_argument("--eval-every", type=int, default=None)
+    t.add_argument("--patience", type=int, default=None, help="early stop after N evaluations without progress")
+    t.add_argument("--checkpoint-every", type=int, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--trainer", choices=["loop", "hf"], default="loop", help="hf: transformers.Trainer (torchrun/DDP)")
+    t.add_argument("--out", required=True, help="output folder")
+    t.set_defaults(run=train_command)
+
+    r = commands.add_parser("trace", help="run one text and show (or save) its route")
+    r.add_argument("model", help="a saved model folder, 'demo', or a preset (untrained)")
+    r.add_argument("--text", required=True)
+    r.add_argument("--json", help="write the whole trace as JSON here")
+    r.add_argument("--csv", help="write a table here (see --table)")
+    r.add_argument("--table", choices=["route", "candidates"], default="route")
+    r.set_defaults(run=trace_command)
+
+    d = commands.add_parser("demo", help="retrain the demo model in assets/demo")
+    d.add_argument("--out", default=str(DEMO_DIR))
+    d.add_argument("--steps", type=int, default=training.demo_recipe()[1].steps)
+    d.set_defaults(run=demo_command)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (CommandError, ConfigError, gio.LoadError, DataError, TextError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""Plotly figures from graphs, traces and results: pure functions, nothing shown, nothing stored.
+
+Colours are stable across every view (attentive red, plain blue, the route orange); node positions
+are deterministic (a circle, neuron 0 at the top, clockwise) so nothing jumps between reruns; every
+figure has a `uirevision` so a user's zoom survives a redraw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import networkx as nx
+import plotly.graph_objects as go
+
+from .configuration import GenesisConfig, human, parameter_breakdown
+from .graphs import ATTENTIVE, PLAIN, architecture_graph, route_order
+from .probes import Causality
+from .trace import SectionTrace
+
+ATTENTIVE_COLOR = "#d62728"
+PLAIN_COLOR = "#1f77b4"
+ROUTE_COLOR = "#ff7f0e"
+WHATIF_COLOR = "#2ca02c"
+EDGE_COLOR = "#b0b0b0"
+MUTED_COLOR = "#9e9e9e"
+KIND_COLORS = {ATTENTIVE: ATTENTIVE_COLOR, PLAIN: PLAIN_COLOR}
+ARCHITECTURE_COLORS = {
+    "input": "#7f7f7f",
+    "split": "#bcbd22",
+    "section": PLAIN_COLOR,
+    "combiner": "#9467bd",
+    "output": "#2ca02c",
+}
+NODE_SIZE = 24
+# Where an edge stops short of its target (in layout units, the circle has radius 1) so the arrow
+# head is not hidden under the node marker.
+EDGE_GAP = 0.1
+
+
+def _layout(fig: go.Figure, title: str, uirevision: str, height: int = 420, **kw) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)),
+        uirevision=uirevision,
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        **kw,
+    )
+    return fig
+
+
+# -- wiring -------------------------------------------------------------------------------------
+
+
+def circle_positions(neurons: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """Neuron j at angle 90° - j·360°/N on the unit circle: the same place on every rerun."""
+    count = max(len(neurons), 1)
+    return {
+        n: (math.cos(math.pi / 2 - 2 * math.pi * i / count), math.sin(math.pi / 2 - 2 * math.pi * i / count))
+        for i, n in enumerate(sorted(neurons))
+    }
+
+
+def _segments(edges, pos, gap: float = EDGE_GAP):
+    """x, y lists of all edges (None between them) and each edge's arrow head (position, angle)."""
+    xs, ys, heads = [], [], []
+    for a, b in edges:
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        length = math.hypot(x1 - x0, y1 - y0) or 1.0
+        ux, uy = (x1 - x0) / length, (y1 - y0) / length
+        ex, ey = x1 - ux * gap, y1 - uy * gap
+        xs += [x0, ex, None]
+        ys += [y0, ey, None]
+        heads.append((ex, ey, math.degrees(math.atan2(ux, uy))))  # plotly: degrees clockwise from up
+    return xs, ys, heads
+
+
+def _edge_traces(edges, pos, color: str, width: float, name: str, dash: str = "solid", **kw) -> list[go.Scatter]:
+    xs, ys, heads = _segments(edges, pos)
+    line = go.Scatter(
+        x=xs, y=ys, mode="lines", line=dict(color=color, width=width, dash=dash), name=name, hoverinfo="skip", **kw
+    )
+    arrows = go.Scatter(
+        x=[h[0] for h in heads],
+        y=[h[1] for h in heads],
+        mode="markers",
+        marker=dict(symbol="arrow", angle=[h[2] for h in heads], size=6 + 2 * width, color=color),
+        name=f"{name} arrows",
+        showlegend=False,
+        hoverinfo="skip",
+    )
+    return [line, arrows]
+
+
+def _node_hover(graph: nx.DiGraph, neuron: int) -> str:
+    data = graph.nodes[neuron]
+    reach = data.get("reachable_from", [])
+    return (
+        f"neuron {neuron} ({data['kind']})<br>threshold {data['threshold']:.3f}"
+        f"<br>neighbors {list(graph.successors(neuron))}"
+        + (f"<br>reachable from start {reach}" if reach else "<br><b>unreachable</b>: no route gets here")
+    )
+
+
+def _node_trace(graph: nx.DiGraph, neurons: list[int], pos, name: str, color: str, symbol: str) -> go.Scatter:
+    return go.Scatter(
+        x=[pos[n][0] for n in neurons],
+        y=[pos[n][1] for n in neurons],
+        mode="markers+text",
+        text=[str(n) for n in neurons],
+        textfont=dict(color="white", size=10),
+        customdata=neurons,
+        hovertext=[_node_hover(graph, n) for n in neurons],
+        hoverinfo="text",
+        marker=dict(size=NODE_SIZE, color=color, symbol=symbol, line=dict(color="white", width=1)),
+        name=name,
+    )
+
+
+def _route_traces(order: list[int], pos, color: str, name: str, dash: str) -> list[go.Scatter]:
+    edges = list(zip(order, order[1:]))
+    traces = _edge_traces(edges, pos, color, 4, name, dash, meta=dict(route=order))
+    mid = [((pos[a][0] + pos[b][0]) / 2, (pos[a][1] + pos[b][1]) / 2) for a, b in edges]
+    traces.append(
+        go.Scatter(
+            x=[m[0] for m in mid],
+            y=[m[1] for m in mid],
+            mode="markers+text",
+            text=[str(hop) for hop in range(1, len(edges) + 1)],
+            marker=dict(size=16, color="white", line=dict(color=color, width=2)),
+            textfont=dict(color=color, size=11),
+            name=f"{name} hop numbers",
+            showlegend=False,
+            hovertext=[f"hop {hop}: {a} → {b}" for hop, (a, b) in enumerate(edges, start=1)],
+            hoverinfo="text",
+        )
+    )
+    traces.append(
+        go.Scatter(
+            x=[pos[n][0] for n in order],
+            y=[pos[n][1] for n in order],
+            mode="markers",
+            marker=dict(size=NODE_SIZE + 10, color="rgba(0,0,0,0)", line=dict(color=color, width=3)),
+            name=f"{name} neurons",
+            showlegend=False,
+            hovertext=[f"step {i}: neuron {n}" for i, n in enumerate(order)],
+            hoverinfo="text",
+        )
+    )
+    return traces
+
+
+def wiring_figure(
+    graph: nx.DiGraph,
+    route: Sequence[int] | nx.DiGraph | None = None,
+    other_route: Sequence[int] | nx.DiGraph | None = None,
+    title: str | None = None,
+    uirevision: str = "wiring",
+    height: int = 420,
+) -> go.Figure:
+    """A section's wiring: all edges in one trace, arrow heads, nodes by kind (unreachable ones as
+    crosses), and optionally a route (neurons in firing order, or a graphs.route_graph) with hop
+    numbers, plus a second route (the what-if) dashed in green.
+
+    The edge trace is named "wiring" (meta["edges"]: its (source, target) pairs in drawing order);
+    the route's is named "route" (meta["route"]: the neurons in firing order).
+    """
+    pos = circle_positions(list(graph.nodes))
+    edges = list(graph.edges)
+    traces = _edge_traces(edges, pos, EDGE_COLOR, 1, "wiring", meta=dict(edges=[list(e) for e in edges]))
+    attentive = [n for n, kind in graph.nodes(data="kind") if kind == ATTENTIVE]
+    plain = [n for n, d in graph.nodes(data=True) if d["kind"] == PLAIN and not d.get("unreachable")]
+    unreachable = [n for n, d in graph.nodes(data=True) if d["kind"] == PLAIN and d.get("unreachable")]
+    traces.append(_node_trace(graph, attentive, pos, "attentive (start candidates)", ATTENTIVE_COLOR, "circle"))
+    traces.append(_node_trace(graph, plain, pos, "plain", PLAIN_COLOR, "circle"))
+    if unreachable:
+        traces.append(_node_trace(graph, unreachable, pos, "plain, unreachable", PLAIN_COLOR, "x"))
+    for order, color, name, dash in (
+        (route, ROUTE_COLOR, "route", "solid"),
+        (other_route, WHATIF_COLOR, "what-if route", "dash"),
+    ):
+        order = route_order(order) if isinstance(order, nx.DiGraph) else list(order or [])
+        if order:
+            traces += _route_traces(order, pos, color, name, dash)
+    fig = go.Figure(traces)
+    axis = dict(visible=False, range=[-1.3, 1.3])
+    section = graph.graph.get("section", 0)
+    return _layout(
+        fig,
+        title or f"Section {section} wiring",
+        uirevision,
+        height,
+        xaxis=axis,
+        yaxis=dict(axis, scaleanchor="x", scaleratio=1),
+        legend=dict(orientation="h", y=-0.02, yanchor="top"),
+        plot_bgcolor="white",
+    )
+
+
+# -- architecture and parameters ------------------------------------------------------------------
+
+
+def architecture_figure(config: GenesisConfig, uirevision: str = "architecture") -> go.Figure:
+    """input → splits → sections → combiner → output, boxes left to right, generated from the config."""
+    graph = architecture_graph(config)
+    rows: dict[int, int] = {}
+    for _, layer in graph.nodes(data="layer"):
+        rows[layer] = rows.get(layer, 0) + 1
+    pos = {n: (d["layer"], (rows[d["layer"]] - 1) / 2 - d["row"]) for n, d in graph.nodes(data=True)}
+    fig = go.Figure()
+    for kind, color in ARCHITECTURE_COLORS.items():
+        nodes = [n for n, k in graph.nodes(data="kind") if k == kind]
+        if not nodes:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[pos[n][0] for n in nodes],
+                y=[pos[n][1] for n in nodes],
+                mode="markers+text",
+                marker=dict(symbol="square", size=46, color=color, opacity=0.85),
+                text=[graph.nodes[n]["label"].replace(": ", ":<br>") for n in nodes],
+                textposition="bottom center",
+                hovertext=[f"<b>{graph.nodes[n]['label']}</b><br>{graph.nodes[n]['detail']}" for n in nodes],
+                hoverinfo="text",
+                name=kind,
+                customdata=nodes,
+            )
+        )
+    for a, b in graph.edges:
+        fig.add_annotation(
+            x=pos[b][0], y=pos[b][1], ax=pos[a][0], ay=pos[a][1], xref="x", yref="y", axref="x", ayref="y",
+            showarrow=True, arrowhead=2, arrowsize=1.2, standoff=20, startstandoff=20, arrowcolor=MUTED_COLOR,
+            text="",
+        )  # fmt: skip
+    layers = max(d for _, d in graph.nodes(data="layer"))
+    height = max(rows.values())
+    return _layout(
+        fig,
+        f"Architecture: {config.n_sections} sections ({config.n_section}), {human(sum(parameter_breakdown(config).values()))} parameters",
+        uirevision,
+        max(260, 110 * height + 90),
+        xaxis=dict(visible=False, range=[-0.5, layers + 0.5]),
+        yaxis=dict(visible=False, range=[-height / 2 - 0.4, height / 2]),
+        showlegend=False,
+        plot_bgcolor="white",
+    )
+
+
+def parameter_breakdown_figure(config: GenesisConfig, uirevision: str = "parameters") -> go.Figure:
+    """Parameters by part as horizontal bars, the total in the title."""
+    parts = parameter_breakdown(config)
+    names = list(parts)
+    fig = go.Figure(
+        go.Bar(
+            x=[parts[n] for n in names],
+            y=names,
+            orientation="h",
+            text=[human(parts[n]) for n in names],
+            textposition="auto",
+            marker_color=PLAIN_COLOR,
+            name="parameters",
+        )
+    )
+    return _layout(
+        fig,
+        f"Parameters: {human(sum(parts.values()))} in all",
+        uirevision,
+        320,
+        yaxis=dict(autorange="reversed"),
+        xaxis=dict(title=dict(text="parameters")),
+    )
+
+
+# -- one route, step by step ----------------------------------------------------------------------
+
+
+def hop_step_figure(
+    section: SectionTrace, step: int, sample: int = 0, n_attentive: int | None = None, uirevision: str = "step"
+) -> go.Figure:
+    """Step 0: the indexer's vote (each start candidate's voltage). Step h ≥ 1: hop h, every
+    candidate's voltage for this sample against the chosen one's threshold (dashed line).
+
+    Bars are coloured by neuron kind (`n_attentive`: the section's attentive count, by default all
+    of the indexer's candidates); the chosen one has an orange outline. With several samples in the
+    batch, diamonds mark the batch means that decided the choice.
+    """
+    column = 0 if section.sample is not None else sample
+    n_attentive = len(section.indexer) if n_attentive is None else n_attentive
+    if step == 0:
+        candidates, chosen, threshold = section.indexer, section.start, None
+        title = f"Section {section.section}, step 0: the indexer's vote → start at neuron {section.start}"
+    else:
+        hop = section.hops[step - 1]
+        candidates, chosen, threshold = hop.candidates, hop.chosen, hop.threshold
+        verdict = "fires" if hop.passed[column] else "does not fire"
+        title = f"Section {section.section}, hop {step}: neuron {hop.source} → {hop.chosen} {verdict}"
+        if step == len(section.hops) and section.stop_reason:
+            title += f" · stopped: {section.stop_reason}"
+    names = [str(c.neuron) for c in candidates]
+    voltages = [c.voltages[column] for c in candidates]
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=voltages,
+            marker=dict(
+                color=[ATTENTIVE_COLOR if c.neuron < n_attentive else PLAIN_COLOR for c in candidates],
+                line=dict(color=[ROUTE_COLOR if c.neuron == chosen else "white" for c in candidates], width=4),
+            ),
+            text=[f"{v:.3f}" for v in voltages],
+            textposition="outside",
+            name="voltage",
+            customdata=[c.neuron for c in candidates],
+            hovertemplate="neuron %{x}<br>voltage %{y:.4f}<extra></extra>",
+        )
+    )
+    if len(candidates) and len(candidates[0].voltages) > 1:
+        fig.add_trace(
+            go.Scatter(
+                x=names,
+                y=[c.mean_voltage for c in candidates],
+                mode="markers",
+                marker=dict(symbol="diamond", size=11, color="black"),
+                name="batch mean (decides the choice)",
+            )
+        )
+    if threshold is not None:
+        # A layout shape, not add_hline: the same line for a fraction of the build time.
+        fig.update_layout(
+            shapes=[
+                dict(type="line", xref="paper", x0=0, x1=1, y0=threshold, y1=threshold, line=dict(color=ROUTE_COLOR, dash="dash"))
+            ],
+            annotations=[
+                dict(
+                    xref="paper", x=0, y=threshold, yanchor="bottom", xanchor="left", showarrow=False,
+                    text=f"threshold of {chosen}: {threshold:.3f}", font=dict(color=ROUTE_COLOR),
+                )
+            ],
+        )  # fmt: skip
+    low = min(voltages + ([threshold] if threshold is not None else []), default=0.0)
+    high = max(voltages + ([threshold] if threshold is not None else []), default=1.0)
+    span = max(high - low, 0.02)
+    return _layout(
+        fig,
+        title,
+        uirevision,
+        340,
+        xaxis=dict(title=dict(text="candidate neuron"), type="category"),
+        yaxis=dict(title=dict(text="voltage"), range=[low - span * 0.6, high + span * 0.6]),
+        showlegend=len(fig.data) > 1,
+        legend=dict(orientation="h", y=-0.25),
+    )
+
+
+# -- outputs --------------------------------------------------------------------------------------
+
+
+def top_k_figure(labels: Sequence[str], probabilities: Sequence[float], uirevision: str = "topk") -> go.Figure:
+    """The likeliest next tokens, likeliest at the top."""
+    fig = go.Figure(
+        go.Bar(
+            x=list(probabilities),
+            y=[f"{label} " for label in labels],  # a trailing space keeps '1' and 1 apart as categories
+            orientation="h",
+            text=[f"{p:.1%}" for p in probabilities],
+            textposition="auto",
+            marker_color=PLAIN_COLOR,
+            name="probability",
+        )
+    )
+    return _layout(
+        fig,
+        "Next token",
+        uirevision,
+        60 + 26 * len(labels),
+        yaxis=dict(autorange="reversed", type="category"),
+        xaxis=dict(title=dict(text="probability"), range=[0, max(list(probabilities) + [0.05]) * 1.15]),
+    )
+
+
+def class_probability_figure(
+    probabilities: Sequence[float], labels: Sequence[str] | None = None, uirevision: str = "classes"
+) -> go.Figure:
+    """Class probabilities as bars (one output: the probability of class 1 and its complement)."""
+    probabilities = list(probabilities)
+    if len(probabilities) == 1:
+        probabilities = [1 - probabilities[0], probabilities[0]]
+    labels = list(labels) if labels else [f"class {i}" for i in range(len(probabilities))]
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=probabilities,
+            text=[f"{p:.1%}" for p in probabilities],
+            textposition="auto",
+            marker_color=PLAIN_COLOR,
+            name="probability",
+        )
+    )
+    return _layout(
+        fig, "Class probabilities", uirevision, 300, yaxis=dict(range=[0, 1], title=dict(text="probability"))
+    )
+
+
+def causality_figure(result: Causality, token_labels: Sequence[str], uirevision: str = "causality") -> go.Figure:
+    """|Δ logits| at each position (columns) when the token at one position (rows) is replaced.
+
+    Left of the diagonal is the past: a strictly causal model would be zero there. Rows marked ⟳
+    changed the route, which is how a later token reaches earlier outputs (routing sees the whole text).
+    """
+    x = [f"{t}:{token_labels[t]}" for t in range(len(token_labels))]
+    y = [
+        f"{'⟳ ' if changed else ''}{k}:{token_labels[k]}" for k, changed in zip(result.positions, result.route_changed)
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=result.delta,
+            x=x,
+            y=y,
+            colorscale="Viridis",
+            colorbar=dict(title=dict(text="|Δ logit|")),
+            hovertemplate="replaced %{y}<br>position %{x}<br>max |Δ logit| %{z:.4f}<extra></extra>",
+            name="causality",
+        )
+    )
+    return _layout(
+        fig,
+        "How each position's output changes when one token is replaced (⟳: the route changed)",
+        uirevision,
+        max(300, 16 * len(y) + 140),
+        xaxis=dict(title=dict(text="output position"), type="category"),
+        yaxis=dict(title=dict(text="replaced position"), autorange="reversed", type="category"),
+    )

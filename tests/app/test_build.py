@@ -1,0 +1,142 @@
+"""The Build page in AppTest: controls change the config, the URL and the charts; invalid
+combinations are explained; presets, uploads and shared URLs restore a config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import genesis
+from genesis.configuration import FIELDS, parameter_breakdown
+from genesis.graphs import reachable_from, wiring_graph
+from genesis.modeling import neighbor_wiring
+from tests.app.conftest import assert_ok, charts, edge_count, open_app, trace_named
+
+pytestmark = pytest.mark.slow
+
+
+def config_of(at) -> genesis.GenesisConfig:
+    return genesis.GenesisConfig(**at.session_state["config_fields"])
+
+
+def wired_edges(spec) -> set[tuple[int, int]]:
+    """(source, target) pairs of a wiring chart; each segment must start at its source's node."""
+    nodes = {}
+    for name in ("attentive (start candidates)", "plain", "plain, unreachable"):
+        for d in spec["data"]:
+            if d.get("name") == name:
+                nodes.update({n: (x, y) for x, y, n in zip(d["x"], d["y"], d["customdata"])})
+    line = trace_named(spec, "wiring")
+    edges = [tuple(e) for e in line["meta"]["edges"]]
+    starts = [(x, y) for x, y, i in zip(line["x"], line["y"], range(len(line["x"]))) if i % 3 == 0]
+    assert starts == [tuple(nodes[a]) for a, _ in edges]
+    return set(edges)
+
+
+def test_default_config_draws_parameters_and_wiring():
+    at = open_app("build")
+    config = genesis.preset("app")
+    assert config_of(at).user_dict() == config.user_dict()
+    drawn = charts(at)
+    bars = trace_named(drawn["build_parameters"], "parameters")
+    assert dict(zip(bars["y"], bars["x"])) == parameter_breakdown(config)
+    for i in range(config.n_sections):
+        spec = drawn[f"build_wiring_{i}"]
+        assert edge_count(spec) == config.n_neurons * config.n_neighbors
+        expected = {(j, k) for j, targets in enumerate(neighbor_wiring(config)[i]) for k in targets}
+        assert wired_edges(spec) == expected
+        attentive = trace_named(spec, "attentive (start candidates)")
+        assert attentive["customdata"] == list(range(config.n_attentive_neurons))
+        assert attentive["marker"]["color"] == "#d62728"
+        assert trace_named(spec, "plain")["marker"]["color"] == "#1f77b4"
+        assert spec["layout"]["uirevision"] == f"wiring-{i}"
+
+
+def test_a_slider_changes_config_url_and_wiring():
+    at = open_app("build")
+    at.slider(key="build_n_neighbors").set_value(2).run()
+    assert_ok(at)
+    assert at.session_state["config_fields"]["n_neighbors"] == 2
+    assert at.query_params["n_neighbors"] == "2"
+    assert edge_count(charts(at)["build_wiring_0"]) == 16 * 2
+    at.select_slider(key="build_n_dim").set_value(64).run()
+    assert at.query_params["n_dim"] == "64"
+    bars = trace_named(charts(at)["build_parameters"], "parameters")
+    assert sum(bars["x"]) == sum(parameter_breakdown(config_of(at)).values())
+
+
+def test_invalid_combination_is_explained_without_a_traceback():
+    at = open_app("build")
+    at.slider(key="build_n_neighbors").set_value(16).run()  # 16 neurons: at most 15 neighbors
+    assert_ok(at)
+    assert at.error and "n_neighbors" in at.error[0].value
+    assert "build_wiring_0" not in charts(at)
+    at.slider(key="build_n_neighbors").set_value(3).run()
+    assert not at.error and "build_wiring_0" in charts(at)
+
+
+def test_preset_and_too_large_config():
+    at = open_app("build")
+    at.selectbox(key="build_preset").set_value("tiny").run()
+    assert_ok(at)
+    assert config_of(at).user_dict() == genesis.preset("tiny").user_dict()
+    assert at.slider(key="build_n_neurons").value == 6
+    assert len(trace_named(charts(at)["build_wiring_0"], "plain")["customdata"]) == 6 - 2
+    at.selectbox(key="build_preset").set_value("original").run()  # 50257 tokens × 1280: too big to build here
+    assert_ok(at)
+    assert at.warning and "Too large" in at.warning[0].value
+    assert "build_wiring_0" in charts(at)  # still drawn and counted
+
+
+def test_unreachable_neurons_are_flagged():
+    config = genesis.preset("tiny", n_neighbors=1)
+    graph = wiring_graph(config, 1)
+    starts = [n for n, start in graph.nodes(data="start") if start]
+    never = set(graph.nodes) - set().union(*(reachable_from(graph, s) for s in starts))
+    assert never  # this wiring leaves some neurons out
+    at = open_app("build", {k: str(v) for k, v in config.user_dict().items()})
+    spec = charts(at)["build_wiring_1"]
+    assert sorted(trace_named(spec, "plain, unreachable")["customdata"]) == sorted(never)
+    assert trace_named(spec, "plain, unreachable")["marker"]["symbol"] == "x"
+
+
+def test_shared_url_restores_the_config():
+    query = {"n_neurons": "8", "n_seed": "7", "n_neighbors": "3", "n_routing": "sample"}
+    at = open_app("build", query)
+    assert at.slider(key="build_n_neurons").value == 8
+    assert at.selectbox(key="build_n_routing").value == "sample"
+    config = config_of(at)
+    assert (config.n_neurons, config.n_seed, config.n_neighbors) == (8, 7, 3)
+    assert edge_count(charts(at)["build_wiring_0"]) == 8 * 3
+    for key, value in query.items():
+        assert at.query_params[key] == value
+
+
+def test_bad_url_value_is_a_warning():
+    at = open_app(None, {"n_neurons": "many"})  # the first page opened says so
+    assert any("n_neurons" in w.value for w in at.warning)
+    assert at.session_state["config_fields"]["n_neurons"] == 16
+
+
+def test_upload_config_json():
+    at = open_app("build")
+    ours = genesis.preset("classifier").user_dict()
+    at.file_uploader(key="build_upload").set_value(("c.json", json.dumps(ours).encode(), "application/json")).run()
+    assert_ok(at)
+    assert config_of(at).user_dict() == ours
+    assert at.selectbox(key="build_preset").value == "classifier"
+    at.file_uploader(key="build_upload").set_value(("bad.json", b"{not json", "application/json")).run()
+    assert_ok(at)
+    assert any("malformed JSON" in e.value for e in at.error)
+    assert config_of(at).user_dict() == ours  # a refused file changes nothing
+
+
+def test_every_field_has_a_control():
+    at = open_app("build")
+    keys = {
+        w.key
+        for kind in ("slider", "select_slider", "selectbox", "number_input", "checkbox")
+        for w in getattr(at, kind)
+    }
+    assert {f"build_{name}" for name in FIELDS} <= keys

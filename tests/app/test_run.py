@@ -1,0 +1,134 @@
+"""The Run page in AppTest: the route drawn is the model's own trace, the step-through shows each
+hop's voltages against the threshold, batch vs alone, what-if, causality, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import genesis
+from genesis import probes
+from pages.common import build_model, config_json
+from tests.app.conftest import FRESH, assert_ok, charts, open_app, trace_named
+
+pytestmark = pytest.mark.slow
+
+TEXT = "Genesis routes a signal through a few neurons."
+
+
+def direct(text: str, config: genesis.GenesisConfig | None = None):
+    """The same model as the app's fresh one (built from the config's seed), run outside the app."""
+    model = genesis.Genesis(config or genesis.preset("app")).eval()
+    ids = list(text.encode())
+    with torch.no_grad():
+        return model, ids, model(torch.tensor([ids]), trace=True)
+
+
+def test_route_drawn_is_the_models_trace():
+    at = open_app("run", {"text": TEXT})
+    _, ids, out = direct(TEXT)
+    section = out.trace.sections[0]
+    drawn = charts(at)
+    assert trace_named(drawn["run_wiring"], "route")["meta"]["route"] == section.route_of(0)
+    hop = trace_named(drawn["run_hop"], "voltage")  # the slider starts at the last hop
+    last = section.hops[-1]
+    assert hop["customdata"] == [c.neuron for c in last.candidates]
+    assert hop["y"] == pytest.approx([c.voltages[0] for c in last.candidates], abs=1e-6)
+    assert drawn["run_hop"]["layout"]["shapes"][0]["y0"] == pytest.approx(last.threshold)
+    assert any(probes.STOP_EXPLAINED[section.stop_reason] in i.value for i in at.info)
+    top = probes.top_k_next(out, 10)
+    bars = trace_named(drawn["run_topk"], "probability")
+    assert bars["x"] == pytest.approx([p for _, p in top], abs=1e-6)
+    assert [label.strip() for label in bars["y"]] == [probes.token_label(t) for t, _ in top]
+    assert at.dataframe[0].value.shape[1] == len(ids) + 1  # one column per token (and the row names)
+
+
+def test_step_through_and_sections():
+    at = open_app("run", {"text": TEXT})
+    _, _, out = direct(TEXT)
+    at.slider(key="run_step").set_value(0).run()
+    assert_ok(at)
+    drawn = charts(at)
+    section = out.trace.sections[0]
+    assert trace_named(drawn["run_wiring"], "route")["meta"]["route"] == [section.start]
+    indexer = trace_named(drawn["run_hop"], "voltage")
+    assert indexer["customdata"] == [c.neuron for c in section.indexer]
+    assert indexer["marker"]["line"]["color"][indexer["customdata"].index(section.start)] == "#ff7f0e"
+    at.radio(key="run_section").set_value(1).run()
+    other = out.trace.sections[1]
+    assert trace_named(charts(at)["run_wiring"], "route")["meta"]["route"] == other.route_of(0)
+
+
+def test_lines_in_a_batch_vs_alone():
+    lines = ["abc", "a much longer line of text", "zz"]
+    at = open_app("run", {"text": "\n".join(lines)})
+    table = next(d.value for d in at.dataframe if "route alone" in d.value.columns)
+    model = genesis.Genesis(genesis.preset("app")).eval()
+    x, mask = probes.pad_batch([list(t.encode()) for t in lines])
+    with torch.no_grad():
+        batch = model(x, attention_mask=mask, trace=True).trace.sample_routes()
+        alone = [model(torch.tensor([list(t.encode())]), trace=True).trace.sample_routes()[0] for t in lines]
+    for row, (b, a) in enumerate(zip(batch, alone)):
+        assert table["route in the batch"][row] == " | ".join(" → ".join(map(str, r)) for r in b)
+        assert table["route alone"][row] == " | ".join(" → ".join(map(str, r)) for r in a)
+        differs = [str(i) for i, (rb, ra) in enumerate(zip(b, a)) if rb != ra]
+        assert table["differs in sections"][row] == (", ".join(differs) or "—")
+    at.selectbox(key="run_line").set_value(1).run()
+    assert trace_named(charts(at)["run_wiring"], "route")["meta"]["route"] == alone[1][0]
+
+
+def test_what_if_threshold_reroutes_on_a_copy():
+    at = open_app("run", {"text": TEXT})
+    _, _, out = direct(TEXT)
+    section = out.trace.sections[0]
+    assert section.hops and section.hops[0].fired
+    neuron = section.hops[0].chosen
+    assert at.selectbox(key="whatif_neuron_0").value == neuron
+    at.slider(key=f"whatif_0_{neuron}").set_value(1.0).run()  # a voltage is a sigmoid: never above 1
+    assert_ok(at)
+    spec = charts(at)["run_whatif"]
+    assert trace_named(spec, "route")["meta"]["route"] == section.route_of(0)
+    assert trace_named(spec, "what-if route")["meta"]["route"] == [section.start]
+    cached = build_model(config_json(genesis.preset("app")))  # the shared model the page used: untouched
+    assert all(t == 0.5 for s in cached.thresholds() for t in s)
+
+
+def test_causality_view():
+    text = "ab cd"
+    at = open_app("run", {"text": text})
+    at.toggle(key="run_causality").set_value(True).run()
+    assert_ok(at)
+    heat = trace_named(charts(at)["run_causality_chart"], "causality")
+    model, ids, _ = direct(text)
+    expected = probes.causality(model, ids)
+    for drawn_row, expected_row in zip(heat["z"], expected.delta, strict=True):
+        assert drawn_row == pytest.approx(expected_row, abs=1e-5)
+    assert len(heat["z"]) == len(ids) and len(heat["z"][0]) == len(ids)
+
+
+def test_empty_and_too_long_text():
+    at = open_app("run", {"text": "   "})
+    assert any("empty" in i.value for i in at.info)
+    assert "run_wiring" not in charts(at)
+    at = open_app("run", {"text": "x" * 300})  # n_pos_size is 256
+    assert any("only the last 256" in w.value for w in at.warning)
+    assert "run_wiring" in charts(at)
+
+
+def test_classifier_probabilities():
+    config = genesis.preset("classifier")
+    at = open_app("run", {"text": TEXT, **{k: str(v) for k, v in config.user_dict().items()}})
+    _, _, out = direct(TEXT, config)
+    bars = trace_named(charts(at)["run_classes"], "probability")
+    assert bars["y"] == pytest.approx(out.outputs[0].tolist(), abs=1e-6)
+
+
+def test_continuation_and_url():
+    at = open_app("run", {"text": TEXT})
+    at.slider(key="run_temperature").set_value(0.0).run()  # greedy: repeatable
+    at.button(key="run_sample").click().run()
+    assert_ok(at)
+    model, ids, _ = direct(TEXT)
+    expected = probes.continuation(model, ids, 40, 0.0, 0.95, 0)
+    assert at.code[0].value == (genesis.data.decode_bytes(expected) or "(end of text at once)")
+    assert at.query_params["text"] == TEXT and at.query_params["source"] == FRESH

@@ -1,0 +1,83 @@
+"""The Train page in AppTest: a tiny training starts in the background, its progress, loss curve and
+routing snapshots appear, Stop stops it, and the trained model becomes the session's trained model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from genesis import Genesis
+from tests.app.conftest import assert_ok, charts, open_app
+
+pytestmark = pytest.mark.slow
+
+TINY = {"n_dim": "32", "n_neurons": "6", "n_attentive_neurons": "2", "n_attentive_neuron_heads": "2", "n_neighbors": "3"}
+
+
+def poll_until(at, done, limit: float = 240.0):
+    """Rerun the page (as the fragment's timer would) until `done(at)` or the limit passes."""
+    deadline = time.monotonic() + limit
+    while not done(at) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+        assert_ok(at)
+    return at
+
+
+def start(at, data: str, steps: int):
+    at.selectbox(key="train_data").set_value(data).run()
+    at.number_input(key="train_steps").set_value(steps).run()
+    at.number_input(key="train_batch").set_value(8).run()
+    at.number_input(key="train_block").set_value(32).run()
+    at.button(key="train_start").click().run()
+    assert_ok(at)
+    return at
+
+
+def test_training_runs_shows_progress_and_publishes_the_model():
+    at = open_app("train", query=TINY)
+    assert at.button(key="train_start").label == "Start training"
+    assert at.button(key="train_stop").disabled
+    start(at, "brackets", 40)
+    job = at.session_state["train_job"]
+    poll_until(at, lambda at: "trained_model" in at.session_state)
+    assert job.result is not None and job.result.stop_reason == "completed"
+    figures = charts(at)
+    curve = {d["name"]: d for d in figures["train_loss_chart"]["data"]}
+    assert len(curve["train (per step)"]["y"]) == 40
+    assert len(curve["validation"]["y"]) == len(job.result.evaluations) >= 3
+    assert curve["validation"]["y"][-1] < curve["validation"]["y"][0]
+    firing = figures["train_firing_chart"]["data"]
+    assert len(firing) == 2  # one heatmap per section: neurons × evaluations
+    assert len(firing[0]["z"]) == 6 and len(firing[0]["z"][0]) == len(job.result.evaluations)
+    assert "train_class_chart" in figures  # a classification task: firing per class
+    model = at.session_state["trained_model"]
+    assert isinstance(model, Genesis) and not model.training
+    assert model.config.n_output == "sequence_classifier" and model.config.n_outputs == 2
+    assert "brackets" in at.session_state["trained_label"]
+    assert at.button(key="train_use").label == "Use it on the Run page"
+    assert at.session_state["trained_files"][1][:8] != b""  # the download's safetensors bytes
+
+
+def test_stop_ends_training_early_and_the_model_is_usable():
+    at = open_app("train", query=TINY)
+    start(at, "copy", 3000)
+    poll_until(at, lambda at: len(at.session_state["train_job"].events()) >= 3)
+    at.button(key="train_stop").click().run()
+    poll_until(at, lambda at: "trained_model" in at.session_state)
+    result = at.session_state["train_job"].result
+    assert result.stop_reason == "stopped" and result.steps_done < 3000
+    model = at.session_state["trained_model"]
+    with torch.no_grad():
+        out = model(torch.tensor([[104, 105]]))
+    assert out.logits.shape == (1, 2, model.config.n_vocab_size)
+
+
+def test_bad_upload_is_explained():
+    at = open_app("train", query=TINY)
+    at.selectbox(key="train_data").set_value("Upload a .txt file").run()
+    assert_ok(at)
+    assert any("Upload a .txt file" in i.value for i in at.info)
+    assert at.button(key="train_start").disabled

@@ -1,0 +1,226 @@
+"""End-to-end: the app in Debian's Chromium, driven the way a user would (issue 3).
+
+One `streamlit run app.py` for the module (fixture app_url); each test opens its own browser context.
+Screenshots of every state land in artifacts/screenshots/. Widgets and charts are found by their
+Streamlit keys (class st-key-KEY), set in pages/*.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.conftest import (
+    VIEWPORT,
+    alerts,
+    choose,
+    assert_no_error,
+    figure_signature,
+    goto,
+    keyed,
+    main_text,
+    plotly_figure,
+    press_slider,
+    screenshot,
+    slider_value,
+    start_app,
+    wait_for_app,
+    wait_for_figure_change,
+)
+
+pytestmark = pytest.mark.browser
+
+PAGES = {"home": "Home", "build": "Build", "run": "Run", "activations": "Activations", "compare": "Compare", "train": "Train"}
+HEADINGS = {**PAGES, "home": "Genesis Explorer"}
+
+
+def nav_titles(page) -> list[str]:
+    # A link's text is its icon then its title.
+    return [t.strip().split("\n")[-1] for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
+
+
+def heading(page) -> str:
+    return page.locator('[data-testid="stMain"] h1').first.inner_text().strip()
+
+
+def route_caption(page) -> str:
+    """The Run page's one-line summary of every section's route ("section 0: 1 → 7 (reason) · ...")."""
+    return page.locator('[data-testid="stCaptionContainer"]', has_text="neurons fired").first.inner_text().strip()
+
+
+def caption_route(caption: str, section: int) -> list[int]:
+    """The neurons of one section's route as the caption writes them."""
+    match = re.search(rf"section {section}: ([\d →]+?) \(", caption)
+    assert match, f"no route for section {section} in {caption!r}"
+    return [int(n) for n in match.group(1).split("→")]
+
+
+def drawn_route(figure: dict) -> list[int]:
+    """The route a wiring figure draws (its "route" trace keeps the firing order in meta)."""
+    trace = next(t for t in figure["data"] if t.get("name") == "route")
+    return list(trace["meta"]["route"])
+
+
+def run_text(page, text: str) -> None:
+    """Type `text` on the Run page and press Run."""
+    keyed(page, "run_text_input").locator("textarea").fill(text)
+    keyed(page, "run_button").locator("button").click()
+    wait_for_app(page)
+
+
+def use_fresh_model(page) -> None:
+    """Pick the fresh model from the Build config in the sidebar (the default while no demo model exists)."""
+    picker = keyed(page, "model_source_widget")
+    if "Fresh model" not in picker.inner_text():
+        choose(page, "model_source_widget", "Fresh model from the Build config")
+        wait_for_app(page)
+
+
+def open_page(page, slug: str) -> None:
+    """Go to another page through the sidebar navigation (same session, unlike page.goto)."""
+    page.locator(f'[data-testid="stSidebarNav"] a[href$="/{slug}"]').click()
+    page.wait_for_url(re.compile(rf"/{slug}(\?|$)"))
+    wait_for_app(page)
+
+
+def wiring_edges(figure: dict) -> int:
+    """Edges drawn in a wiring figure: its edge trace holds x0, x1, None per edge."""
+    edges = next(t for t in figure["data"] if t.get("name") == "wiring")
+    return sum(1 for x in edges["x"] if x is None)
+
+
+@pytest.mark.parametrize("slug", list(PAGES))
+def test_every_page_opens(app_url, page, slug):
+    goto(page, f"{app_url}/{slug}")
+    screenshot(page, f"page-{slug}")
+    assert_no_error(page)
+    assert heading(page) == HEADINGS[slug]
+    assert "Model:" in main_text(page), "every page says which model it shows"
+
+
+def test_deep_link_on_fresh_server(browser):
+    """A shared link opened as the first request of a fresh server must still get the app's navigation
+    (st.navigation in app.py), not Streamlit's automatic listing of the page folder."""
+    proc, url = start_app()
+    try:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        goto(page, f"{url}/run?text=hello")
+        screenshot(page, "deep-link-fresh-server")
+        assert_no_error(page)
+        assert nav_titles(page) == list(PAGES.values())
+        context.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_build_slider_redraws_wiring(app_url, page):
+    goto(page, f"{app_url}/build")
+    before = plotly_figure(page, "build_wiring_0")
+    neighbors = int(slider_value(page, "build_n_neighbors"))
+    assert wiring_edges(before) == 16 * neighbors  # app default: 16 neurons per section
+    signature = figure_signature(page, "build_wiring_0")
+    press_slider(page, "build_n_neighbors", "ArrowRight")
+    wait_for_figure_change(page, "build_wiring_0", signature)
+    wait_for_app(page)
+    assert slider_value(page, "build_n_neighbors") == str(neighbors + 1)
+    after = plotly_figure(page, "build_wiring_0")
+    assert wiring_edges(after) == 16 * (neighbors + 1)
+    assert f"n_neighbors={neighbors + 1}" in page.url, "the change goes into the shareable URL"
+    screenshot(page, "build-after-slider")
+    assert_no_error(page)
+
+
+def test_build_invalid_combination_explains(app_url, page):
+    goto(page, f"{app_url}/build")
+    press_slider(page, "build_n_sections", "ArrowRight")  # 2 -> 3 sections: 128 does not split in 3
+    wait_for_app(page)
+    screenshot(page, "build-invalid")
+    assert_no_error(page)
+    messages = [m for m in alerts(page) if "n_sections" in m or "n_dim" in m]
+    assert messages, f"no message names the field; alerts: {alerts(page)}"
+
+
+def test_run_text_shows_route(app_url, page):
+    goto(page, f"{app_url}/run")
+    use_fresh_model(page)
+    run_text(page, "hello world")
+    screenshot(page, "run-route")
+    assert_no_error(page)
+    assert keyed(page, "run_text_input").locator("textarea").input_value() == "hello world"
+    caption = route_caption(page)
+    route = caption_route(caption, 0)
+    assert route, caption
+    assert drawn_route(plotly_figure(page, "run_wiring")) == route, "the drawn route is the one in the caption"
+    assert plotly_figure(page, "run_topk") is not None, "a language model shows its next-token chart"
+
+
+def test_run_empty_text_explains(app_url, page):
+    goto(page, f"{app_url}/run")
+    run_text(page, "")
+    screenshot(page, "run-empty-text")
+    assert_no_error(page)
+    assert any("empty" in m.lower() or "text" in m.lower() for m in alerts(page)), alerts(page)
+
+
+def test_shared_url_restores_state(app_url, browser, page):
+    goto(page, f"{app_url}/build")
+    use_fresh_model(page)
+    press_slider(page, "build_n_neighbors", "ArrowLeft")  # 4 -> 3
+    wait_for_app(page)
+    open_page(page, "run")
+    run_text(page, "shared state")
+    shared_url, caption = page.url, route_caption(page)
+    assert "n_neighbors=3" in shared_url and "text=shared" in shared_url, shared_url
+
+    other = browser.new_context(viewport=VIEWPORT)  # a new browser: no cookies, no session
+    try:
+        fresh = other.new_page()
+        goto(fresh, shared_url)
+        screenshot(fresh, "shared-url-run")
+        assert_no_error(fresh)
+        assert keyed(fresh, "run_text_input").locator("textarea").input_value() == "shared state"
+        assert route_caption(fresh) == caption, "same model and text give the same route"
+        open_page(fresh, "build")
+        assert slider_value(fresh, "build_n_neighbors") == "3"
+    finally:
+        other.close()
+
+
+def loss_points(page) -> int:
+    figure = plotly_figure(page, "train_loss_chart")
+    return len(figure["data"][0]["x"]) if figure else 0
+
+
+def test_train_then_run_the_trained_model(app_url, page):
+    goto(page, f"{app_url}/train")
+    keyed(page, "train_start").locator("button").click()
+    page.wait_for_function(
+        "() => { const el = document.querySelector('.st-key-train_loss_chart .js-plotly-plot');"
+        " return el && el.data && el.data[0].x.length > 0; }",
+        timeout=60_000,
+    )
+    first = loss_points(page)
+    page.wait_for_function(
+        "(n) => document.querySelector('.st-key-train_loss_chart .js-plotly-plot').data[0].x.length > n",
+        arg=first,
+        timeout=60_000,
+    )
+    assert loss_points(page) > first, "the loss curve grows while training runs"
+    screenshot(page, "train-running")
+    keyed(page, "train_stop").locator("button").click()
+    page.get_by_text("The model is now").wait_for(timeout=60_000)
+    wait_for_app(page)
+    screenshot(page, "train-stopped")
+    assert_no_error(page)
+    assert any(m.startswith("Stopped") for m in alerts(page)), alerts(page)
+
+    open_page(page, "run")
+    choose(page, "model_source_widget", "Trained in this session")
+    wait_for_app(page)
+    screenshot(page, "run-trained-model")
+    assert_no_error(page)
+    assert "Model: trained in this session" in main_text(page)
+    assert caption_route(route_caption(page), 0), "the trained model routes the text"

@@ -1,0 +1,191 @@
+"""Hugging Face conventions: safetensors save/load, Auto* registration, generate()."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+from genesis import Genesis, GenesisConfig
+
+EOS, PAD = 256, 257
+
+
+def same_run(a: Genesis, b: Genesis, inputs: torch.Tensor, **kwargs) -> None:
+    """Outputs equal (to 1e-5) and routes identical."""
+    with torch.no_grad():
+        out_a, out_b = a(inputs, trace=True, **kwargs), b(inputs, trace=True, **kwargs)
+    torch.testing.assert_close(out_b.outputs, out_a.outputs, atol=1e-5, rtol=0)
+    assert out_b.neuron_activation_count == out_a.neuron_activation_count
+    assert out_b.trace.sample_routes() == out_a.trace.sample_routes()
+    assert [s.alive for s in out_b.trace.sections] == [s.alive for s in out_a.trace.sections]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(),
+        dict(n_routing="sample"),
+        dict(n_section="sequential", n_output="sequence_classifier", n_outputs=2),
+        dict(n_trainable_routing=True, n_seed=9),
+    ],
+    ids=["lm", "sample-routing", "classifier", "trainable"],
+)
+def test_save_and_load_give_the_same_outputs_and_routes(tmp_path, make_model, tokens, overrides):
+    model = make_model(**overrides)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "genesis"
+    assert {k: saved[k] for k in overrides} == overrides
+    loaded = Genesis.from_pretrained(tmp_path).eval()
+    assert loaded.config.user_dict() == model.config.user_dict()
+    assert loaded.neighbor_lists() == model.neighbor_lists()
+    for original, reloaded in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(original, reloaded)
+    same_run(model, loaded, tokens(5, 9, seed=3))
+    same_run(model, loaded, tokens(1, 4, seed=4))
+
+
+def test_loaded_model_keeps_its_buffers(tmp_path, make_model):
+    """Non-persistent buffers (the wiring table) are rebuilt, not left as uninitialised memory."""
+    model = make_model(n_routing="sample")
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    for ours, theirs in zip(model.buffers(), loaded.buffers()):
+        assert torch.equal(ours, theirs)
+
+
+def test_auto_classes(tmp_path, make_model, tokens):
+    model = make_model()
+    model.save_pretrained(tmp_path)
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert type(config) is GenesisConfig
+    assert config.user_dict() == model.config.user_dict()
+    for auto in (AutoModel, AutoModelForCausalLM):
+        loaded = auto.from_pretrained(tmp_path)
+        assert type(loaded) is Genesis
+        same_run(model, loaded.eval(), tokens(3, 6))
+    assert type(AutoModel.from_config(config)) is Genesis
+    assert type(AutoModelForCausalLM.from_config(config)) is Genesis
+
+
+def test_from_pretrained_refuses_an_invalid_config(tmp_path, make_model):
+    make_model().save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "n_neighbors": 50}))
+    with pytest.raises(ValueError, match="n_neighbors"):
+        Genesis.from_pretrained(tmp_path)
+
+
+# -- generate -------------------------------------------------------------------------------------
+
+
+def greedy_by_hand(model: Genesis, ids: torch.Tensor, steps: int) -> torch.Tensor:
+    with torch.no_grad():
+        for _ in range(steps):
+            next_id = model(ids).logits[:, -1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, next_id], dim=1)
+    return ids
+
+
+def test_greedy_generate_is_argmax_of_forward(lm_model, tokens):
+    prompt = tokens(2, 5, seed=1)
+    out = lm_model.generate(prompt, max_new_tokens=6, do_sample=False, pad_token_id=PAD)
+    assert out.shape == (2, 11)
+    assert torch.equal(out[:, :5], prompt)
+    assert torch.equal(out, greedy_by_hand(lm_model, prompt, 6))
+
+
+def test_generate_with_attention_mask(lm_model, tokens):
+    prompt = tokens(2, 5, seed=2)
+    mask = torch.ones_like(prompt)
+    out = lm_model.generate(prompt, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=PAD)
+    assert torch.equal(out, greedy_by_hand(lm_model, prompt, 4))
+
+
+def test_eos_stops_generation(lm_model, tokens):
+    prompt = tokens(1, 5, seed=1)
+    free = lm_model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=PAD)[0, 5:].tolist()
+    # Make the third generated token the end-of-text token: generation must stop right there.
+    eos = free[2]
+    stop_at = free.index(eos)
+    out = lm_model.generate(prompt, max_new_tokens=8, do_sample=False, eos_token_id=eos, pad_token_id=PAD)
+    assert out[0, 5:].tolist() == free[: stop_at + 1]
+    assert out.shape[1] == 5 + stop_at + 1 < 5 + 8
+
+
+def test_eos_pads_finished_rows_of_a_batch(make_model, tokens):
+    # Per-sample routing, so a finished row's padding cannot change the other row's route.
+    model = make_model(n_routing="sample")
+    prompt = tokens(2, 5, seed=1)
+    free = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=PAD)[:, 5:]
+    row0, row1 = free[0].tolist(), free[1].tolist()
+    eos = next(t for t in row0 if t not in row1)  # ends row 0, never row 1
+    stop_at = row0.index(eos)
+    out = model.generate(prompt, max_new_tokens=8, do_sample=False, eos_token_id=eos, pad_token_id=PAD)
+    assert out.shape == (2, 5 + 8)
+    assert out[0, 5:].tolist() == row0[: stop_at + 1] + [PAD] * (8 - stop_at - 1)
+    assert out[1, 5:].tolist() == row1
+
+
+def test_default_eos_of_the_byte_vocabulary_stops(tmp_path, make_model, tokens):
+    model = make_model()
+    with torch.no_grad():
+        model.output.lm_head.bias[EOS] = 100.0  # the model now always says end-of-text
+    out = model.generate(tokens(1, 4), max_new_tokens=10, do_sample=False, eos_token_id=EOS, pad_token_id=PAD)
+    assert out[0, 4:].tolist() == [EOS]
+
+
+def test_sampling_is_seeded_and_in_vocabulary(lm_model, tokens):
+    prompt = tokens(3, 4, seed=5)
+    kwargs = dict(max_new_tokens=6, do_sample=True, temperature=1.5, top_k=50, top_p=0.95, pad_token_id=PAD)
+    torch.manual_seed(0)
+    first = lm_model.generate(prompt, **kwargs)
+    torch.manual_seed(0)
+    again = lm_model.generate(prompt, **kwargs)
+    assert torch.equal(first, again)
+    assert first.shape == (3, 10)
+    assert 0 <= int(first.min()) and int(first.max()) < lm_model.config.n_vocab_size
+    greedy = lm_model.generate(prompt, max_new_tokens=6, do_sample=False, pad_token_id=PAD)
+    assert not torch.equal(first, greedy), "sampling at temperature 1.5 should leave the greedy path"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(top_k=1), dict(top_p=1e-6), dict(temperature=1e-4), dict(top_k=1, top_p=0.5, temperature=3.0)],
+    ids=["top_k=1", "top_p~0", "temperature~0", "combined"],
+)
+def test_sampling_options_narrow_to_greedy(lm_model, tokens, kwargs):
+    prompt = tokens(2, 5, seed=6)
+    greedy = lm_model.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=PAD)
+    torch.manual_seed(1)
+    sampled = lm_model.generate(prompt, max_new_tokens=5, do_sample=True, pad_token_id=PAD, **kwargs)
+    assert torch.equal(sampled, greedy)
+
+
+def test_top_k_limits_the_choice(make_model, tokens):
+    """With top_k=2 every sampled token is one of the two most likely at its step."""
+    model = make_model(n_seed=4)
+    prompt = tokens(4, 3, seed=7)
+    torch.manual_seed(0)
+    out = model.generate(prompt, max_new_tokens=5, do_sample=True, top_k=2, temperature=5.0, pad_token_id=PAD)
+    chose_second = []
+    with torch.no_grad():
+        for t in range(3, 8):  # the logits that chose token t: the model run on the text so far
+            logits = model(out[:, :t]).logits[:, -1]
+            assert (logits.topk(2, dim=-1).indices == out[:, t, None]).any(-1).all()
+            chose_second.append(bool((logits.argmax(-1) != out[:, t]).any()))
+    assert any(chose_second), "at temperature 5 some step should take the second choice"
+
+
+def test_generate_windows_long_inputs(make_model, tokens):
+    model = make_model(n_pos_size=8)
+    out = model.generate(tokens(1, 8), max_new_tokens=3, do_sample=False, pad_token_id=PAD)
+    assert out.shape == (1, 11)
+    with torch.no_grad():
+        last = model(out[:, -9:-1]).logits[:, -1].argmax(-1)
+    assert int(last) == int(out[0, -1])

@@ -1,0 +1,243 @@
+"""The model: shapes, losses, wiring, determinism, the fast path against the literal SPEC path."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genesis import Genesis, GenesisOutput, neighbor_wiring
+
+
+def original_wiring(config) -> list[list[list[int]]]:
+    """How the original wired neurons: Python's global generator, seeded, then random.sample."""
+    state = random.getstate()
+    try:
+        random.seed(config.n_seed)
+        return [
+            [
+                random.sample([k for k in range(config.n_neurons) if k != j], config.n_neighbors)
+                for j in range(config.n_neurons)
+            ]
+            for _ in range(config.n_sections)
+        ]
+    finally:
+        random.setstate(state)
+
+
+# -- wiring ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides", [dict(), dict(n_dim=48, n_sections=3, n_neurons=10, n_neighbors=9, n_seed=123), dict(n_neighbors=0)]
+)
+def test_wiring_is_the_originals_and_exists_at_once(make_config, overrides):
+    config = make_config(**overrides)
+    expected = original_wiring(config)
+    random.seed(999)
+    before = random.getstate()
+    model = Genesis(config)
+    assert random.getstate() == before, "building a model must not touch Python's global generator"
+    assert model.neighbor_lists() == expected == neighbor_wiring(config)
+    for section in model.neighbor_lists():
+        for j, neighbors in enumerate(section):
+            assert j not in neighbors and len(set(neighbors)) == len(neighbors) == config.n_neighbors
+
+
+def test_neighbor_lists_is_a_copy(lm_model):
+    wiring = lm_model.neighbor_lists()
+    wiring[0][0].append(99)
+    assert 99 not in lm_model.neighbor_lists()[0][0]
+
+
+# -- initialisation and determinism ----------------------------------------------------------------
+
+
+def test_same_config_gives_same_weights_whatever_the_global_seed(make_config):
+    torch.manual_seed(1)
+    a = Genesis(make_config())
+    torch.manual_seed(2)
+    b = Genesis(make_config())
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), name
+    c = Genesis(make_config(n_seed=2))
+    assert not torch.equal(a.output.lm_head.weight, c.output.lm_head.weight)
+
+
+def test_initial_values_follow_the_original(make_config):
+    model = Genesis(make_config())
+    for section in model.sections:
+        assert torch.equal(section.threshold, torch.full_like(section.threshold, 0.5))
+        assert torch.equal(section.norm, torch.ones_like(section.norm))
+        assert torch.equal(section.dendrites.norm, torch.ones_like(section.dendrites.norm))
+        bound = 1 / section.dendrites.weight.shape[-1] ** 0.5
+        assert section.dendrites.weight.abs().max() <= bound
+    assert torch.equal(model.input.ln.bias, torch.zeros_like(model.input.ln.bias))
+
+
+def test_eval_is_deterministic_and_train_uses_dropout(lm_model, tokens):
+    inputs = tokens(3, 8)
+    with torch.no_grad():
+        first, second = lm_model(inputs).logits, lm_model(inputs).logits
+    assert torch.equal(first, second)
+    model = Genesis(lm_model.config)
+    model.load_state_dict(lm_model.state_dict())
+    model.train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = model(inputs).logits
+        torch.manual_seed(1)
+        b = model(inputs).logits
+    assert not torch.equal(a, b)
+
+
+# -- shapes and outputs ----------------------------------------------------------------------------
+
+
+def test_causal_lm_outputs(lm_model, tokens):
+    inputs = tokens(3, 8)
+    with torch.no_grad():
+        out = lm_model(inputs, labels=inputs)
+    assert isinstance(out, GenesisOutput)
+    assert out.logits is out.outputs
+    assert out.logits.shape == (3, 8, 258)
+    expected = F.cross_entropy(out.logits[:, :-1].reshape(-1, 258), inputs[:, 1:].reshape(-1))
+    torch.testing.assert_close(out.loss, expected)
+    assert isinstance(out.neuron_activation_count, int)
+    assert 2 <= out.neuron_activation_count <= 2 * 8
+    assert out.trace is None
+
+
+def test_generate_keyword_names(lm_model, tokens):
+    inputs = tokens(2, 6)
+    with torch.no_grad():
+        by_position = lm_model(inputs).logits
+        by_name = lm_model(input_ids=inputs, use_cache=False, return_dict=True).logits
+    assert torch.equal(by_position, by_name)
+
+
+def test_binary_classifier_outputs_and_loss(make_model, tokens):
+    model = make_model(n_output="sequence_classifier", n_outputs=1)
+    inputs, labels = tokens(4, 7), torch.tensor([0.0, 1.0, 1.0, 0.0])
+    with torch.no_grad():
+        out = model(inputs, labels=labels)
+    assert out.outputs.shape == (4, 1)
+    torch.testing.assert_close(out.outputs, torch.sigmoid(out.logits))
+    torch.testing.assert_close(out.loss, F.binary_cross_entropy(out.outputs.squeeze(-1), labels))
+
+
+def test_multiclass_loss_is_cross_entropy_on_logits(classifier_model, tokens):
+    """SPEC: the original applied NLLLoss to softmax probabilities; this uses cross entropy."""
+    inputs, labels = tokens(5, 7), torch.tensor([0, 2, 1, 1, 0])
+    with torch.no_grad():
+        out = classifier_model(inputs, labels=labels)
+    assert out.outputs.shape == (5, 3)
+    torch.testing.assert_close(out.outputs.sum(-1), torch.ones(5))
+    torch.testing.assert_close(out.outputs, torch.softmax(out.logits, -1))
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
+    assert not torch.allclose(out.loss, F.nll_loss(out.outputs, labels))
+
+
+def test_bridge_and_none_modes(make_model, floats):
+    bridge = make_model(n_input="bridge", n_output="bridge")
+    x = floats(2, 5, 32)
+    with torch.no_grad():
+        out = bridge(x, labels=x)
+    assert out.outputs.shape == (2, 5, 32)
+    torch.testing.assert_close(out.loss, F.mse_loss(out.outputs, x))
+    none = make_model(n_input="none", n_output="none", n_section="sequential")
+    with torch.no_grad():
+        out = none(x)
+    assert out.outputs.shape == (2, 5, 32) and out.loss is None
+
+
+def test_cross_attention_reads_y(make_model, floats):
+    for section_mode in ("split", "sequential"):
+        model = make_model(n_input="bridge", n_output="bridge", n_cross_attention=True, n_section=section_mode)
+        x = floats(2, 6, 32)
+        with torch.no_grad():
+            a = model(x, y=floats(2, 4, 32, seed=1)).outputs
+            b = model(x, y=floats(2, 4, 32, seed=2)).outputs
+            c = model(x, y=floats(2, 9, 32, seed=2)).outputs  # y may have its own length
+        assert a.shape == c.shape == (2, 6, 32)
+        assert not torch.allclose(a, b)
+
+
+def test_causal_lm_with_cross_attention_takes_y_of_any_length(make_model, tokens, floats):
+    """The causal and padding masks are over the input's positions; y's keys are not masked."""
+    model = make_model(n_cross_attention=True, n_seed=11)
+    inputs, mask = tokens(3, 9), torch.ones(3, 9, dtype=torch.long)
+    mask[1, :2] = 0
+    for length in (4, 9, 12):
+        y = floats(3, length, 32, seed=length)
+        with torch.no_grad():
+            fast = model(inputs, attention_mask=mask, y=y, trace=True)
+            reference = model(inputs, attention_mask=mask, y=y, trace=True, implementation="reference")
+            other = model(inputs, attention_mask=mask, y=y + 1).logits
+        assert fast.logits.shape == (3, 9, 258)
+        torch.testing.assert_close(fast.logits, reference.logits, atol=1e-5, rtol=0)
+        assert not torch.allclose(fast.logits, other)
+
+
+def test_bad_inputs_are_refused_with_a_message(lm_model, tokens):
+    with pytest.raises(ValueError, match="token ids"):
+        lm_model(torch.tensor([[1, 2, 258]]))
+    with pytest.raises(ValueError, match="n_pos_size"):
+        lm_model(tokens(1, 33))
+    with pytest.raises(ValueError, match="implementation"):
+        lm_model(tokens(1, 4), implementation="slow")
+
+
+def test_reference_refuses_per_sample_routing(make_model, tokens):
+    with pytest.raises(ValueError, match="batch"):
+        make_model(n_routing="sample")(tokens(2, 4), implementation="reference")
+
+
+# -- the fast path computes what the literal path computes ------------------------------------------
+
+CONFIGS = {
+    "lm-split": dict(),
+    "lm-sequential-3": dict(n_section="sequential", n_sections=3, n_seed=2),
+    "classifier": dict(n_output="sequence_classifier", n_outputs=3, n_seed=3),
+    "bridge-cross": dict(n_input="bridge", n_output="bridge", n_cross_attention=True, n_seed=4),
+    "no-attentive": dict(n_attentive_neurons=0, n_seed=5),
+    "all-attentive": dict(n_attentive_neurons=8, n_neighbors=3, n_seed=6),
+    "no-dendrites-or-synapses": dict(n_dendritics=0, n_synapses=0, n_seed=7),
+    "deep-chains": dict(n_dendritics=3, n_synapses=2, n_neurons=10, n_neighbors=6, n_seed=8),
+    "no-wiring": dict(n_neighbors=0, n_seed=9),
+}
+
+
+@pytest.mark.parametrize("overrides", CONFIGS.values(), ids=CONFIGS.keys())
+def test_fast_equals_reference(make_model, tokens, floats, overrides):
+    model = make_model(**overrides)
+    config = model.config
+    for seed, batch in ((0, 1), (1, 5), (2, 8)):
+        if config.n_input == "bridge":
+            inputs, extra = floats(batch, 7, 32, seed=seed), dict(y=floats(batch, 4, 32, seed=seed + 9))
+        else:
+            inputs, extra = tokens(batch, 9, seed=seed), {}
+        mask = torch.ones(batch, 7 if config.n_input == "bridge" else 9, dtype=torch.long)
+        mask[0, :2] = 0
+        with torch.no_grad():
+            fast = model(inputs, attention_mask=mask, trace=True, **extra)
+            reference = model(inputs, attention_mask=mask, trace=True, implementation="reference", **extra)
+        torch.testing.assert_close(fast.outputs, reference.outputs, atol=1e-5, rtol=0)
+        assert fast.neuron_activation_count == reference.neuron_activation_count
+        assert [(s.order, s.alive) for s in fast.trace.sections] == [
+            (s.order, s.alive) for s in reference.trace.sections
+        ]
+
+
+def test_a_sample_alone_takes_its_own_route_in_batch_routing(lm_model, tokens):
+    """SPEC flaw 4: the batch mean chooses the route, so batch mates can change a sample's route."""
+    inputs = tokens(8, 9, seed=3)
+    differs = False
+    with torch.no_grad():
+        together = lm_model(inputs, trace=True).trace.sample_routes()
+        for b in range(8):
+            alone = lm_model(inputs[b : b + 1], trace=True).trace.sample_routes()[0]
+            differs |= alone != together[b]
+    assert differs

@@ -1,0 +1,112 @@
+"""Probes of one input: encoding, outputs, batch vs alone, causality, what-if, the walkthrough."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import genesis
+from genesis import probes
+from genesis.tokenization import TextError
+
+
+def test_encode_for_checks_the_model():
+    config = genesis.preset("app")
+    assert probes.encode_for(config, "hé") == (list("hé".encode()), None)
+    ids, note = probes.encode_for(config, "x" * 300)
+    assert len(ids) == 256 and "only the last 256" in note
+    with pytest.raises(TextError, match="empty"):
+        probes.encode_for(config, " \n ")
+    with pytest.raises(TextError, match="n_input='bridge'"):
+        probes.encode_for(genesis.preset("app", n_input="bridge"), "hi")
+    with pytest.raises(TextError, match="n_vocab_size"):
+        probes.encode_for(genesis.preset("app", n_vocab_size=100), "hi")
+
+
+def test_token_labels():
+    assert [probes.token_label(t) for t in (65, 32, 10, 200, 256, 257)] == ["A", "␣", "⏎", "\\xc8", "<eos>", "<pad>"]
+
+
+def test_outputs(lm_model, classifier_model, tokens):
+    ids = tokens(1, 8)[0].tolist()
+    out = probes.run(lm_model, ids)
+    top = probes.top_k_next(out, 5)
+    probs = torch.softmax(out.logits[0, -1], -1)
+    assert [t for t, _ in top] == probs.topk(5).indices.tolist()
+    assert [p for _, p in top] == pytest.approx(probs.topk(5).values.tolist())
+    out = probes.run(classifier_model, ids)
+    assert probes.class_probabilities(out) == pytest.approx(out.outputs[0].tolist())
+    assert sum(probes.class_probabilities(out)) == pytest.approx(1.0)
+
+
+def test_greedy_continuation_is_the_argmax(lm_model, tokens):
+    ids = tokens(1, 5)[0].tolist()
+    new = probes.continuation(lm_model, ids, 3, 0.0, 1.0, 0)
+    expected, current = [], list(ids)
+    for _ in range(3):
+        token = int(probes.run(lm_model, current).logits[0, -1].argmax())
+        expected.append(token)
+        current.append(token)
+        if token == 256:
+            break
+    assert new == expected
+
+
+def test_batch_vs_alone_matches_direct_runs(lm_model, tokens):
+    lines = [tokens(1, n, seed=n)[0].tolist() for n in (3, 9, 6, 12)]
+    batch, rows = probes.batch_vs_alone(lm_model, lines)
+    x, mask = probes.pad_batch(lines)
+    assert x.shape == (4, 12) and mask.sum(1).tolist() == [3, 9, 6, 12]
+    direct = lm_model(x, attention_mask=mask, trace=True).trace.sample_routes()
+    for i, row in enumerate(rows):
+        assert row.batch == direct[i] == batch.trace.sample_routes()[i]
+        assert row.alone == lm_model(torch.tensor([lines[i]]), trace=True).trace.sample_routes()[0]
+        assert row.differs == (row.batch != row.alone)
+        assert row.differing_sections == [s for s in range(2) if row.batch[s] != row.alone[s]]
+
+
+def test_causality_leaks_only_through_the_route(lm_model, tokens):
+    ids = tokens(1, 10)[0].tolist()
+    result = probes.causality(lm_model, ids)
+    assert result.positions == list(range(10)) and len(result.delta) == 10
+    base = probes.run(lm_model, ids)
+    for k, changed, leak in zip(result.positions, result.route_changed, result.leak()):
+        assert result.delta[k][k] > 0  # the replaced token's own output always changes
+        if not changed:
+            assert leak < 1e-5  # attention is causal: the past changes only when the route does
+        variant = list(ids)
+        variant[k] = (ids[k] + 1) % 256
+        assert changed == (probes.run(lm_model, variant).trace.sample_routes() != base.trace.sample_routes())
+    assert probes.causality(lm_model, ids, max_positions=3).positions == [7, 8, 9]
+
+
+def test_set_threshold_changes_only_the_copy(lm_model, tokens):
+    ids = tokens(1, 10)[0].tolist()
+    before = [list(t) for t in lm_model.thresholds()]
+    edited = probes.copy_for_edits(lm_model)
+    section = next(s for s in probes.run(lm_model, ids).trace.sections if s.hops and s.hops[0].fired)
+    neuron = section.hops[0].chosen
+    probes.set_threshold(edited, lm_model, section.section, neuron, 1.0)
+    assert lm_model.thresholds() == before
+    assert edited.thresholds()[section.section][neuron] == 1.0
+    assert probes.run(edited, ids).trace.sections[section.section].route_of(0) == [section.start]
+    probes.set_threshold(edited, lm_model, section.section, (neuron + 1) % 8, 0.9)  # earlier edit undone
+    assert edited.thresholds()[section.section][neuron] == before[section.section][neuron]
+
+
+def test_walkthrough_follows_the_trace(lm_model, tokens):
+    out = probes.run(lm_model, tokens(1, 10)[0].tolist())
+    steps = probes.walkthrough(lm_model.config, out.trace)
+    kinds = [s.kind for s in steps]
+    assert kinds[:2] == ["input", "split"] and kinds[-2:] == ["combine", "output"]
+    expected = [(s.section, h) for s in out.trace.sections for h in range(len(s.hops) + 1)]
+    assert [(s.section, s.step) for s in steps if s.kind in ("start", "hop")] == expected
+    for step in steps:
+        if step.kind == "start":
+            assert f"Neuron {out.trace.sections[step.section].start} has the highest" in step.text
+        if step.kind == "hop":
+            hop = out.trace.sections[step.section].hops[step.step - 1]
+            assert f"Neuron {hop.source} offers" in step.text
+            assert ("it fires" in step.text) == hop.passed[0]
+    last_hops = [s for s in steps if s.kind == "hop" and s.step == len(out.trace.sections[s.section].hops)]
+    assert all("The route ends" in s.text for s in last_hops)

@@ -1,0 +1,96 @@
+"""Session safety: forward passes on one shared model from several threads at once (SPEC flaw 5).
+
+Each thread runs many passes on its own inputs (different batch sizes, lengths, tracing on or off)
+and must get exactly what a pass alone gives; the model's state must be unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+ITERATIONS = 10
+
+
+def job(seed: int) -> dict:
+    """A pass that differs per thread: batch size, length, tracing and labels."""
+    g = torch.Generator().manual_seed(seed)
+    batch, length = 1 + seed % 5, 3 + (seed * 7) % 13
+    inputs = torch.randint(0, 256, (batch, length), generator=g)
+    return dict(inputs=inputs, labels=inputs if seed % 2 else None, trace=seed % 3 != 0)
+
+
+def snapshot(out) -> tuple:
+    trace = out.trace.to_dict() if out.trace is not None else None
+    loss = None if out.loss is None else out.loss.clone()
+    return out.outputs.clone(), loss, out.neuron_activation_count, trace
+
+
+def assert_same(got: tuple, expected: tuple) -> None:
+    assert torch.equal(got[0], expected[0])
+    assert (got[1] is None and expected[1] is None) or torch.equal(got[1], expected[1])
+    assert got[2:] == expected[2:]
+
+
+def run_together(passes: list) -> list[str]:
+    """Run each callable ITERATIONS times in its own thread, all starting at once; the failures."""
+    failures: list[str] = []
+    barrier = threading.Barrier(len(passes))
+
+    def worker(index: int) -> None:
+        barrier.wait()  # all threads begin together so their passes overlap
+        for iteration in range(ITERATIONS):
+            try:
+                passes[index]()
+            except Exception as e:  # reported in the main thread: pytest does not see worker exceptions
+                failures.append(f"thread {index}, iteration {iteration}: {type(e).__name__}: {e}")
+                return
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(passes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
+
+
+@pytest.mark.parametrize("routing", ["batch", "sample"])
+def test_threads_get_what_they_get_alone(make_model, routing):
+    model = make_model(n_routing=routing)
+    jobs = [job(seed) for seed in range(6)]
+    with torch.no_grad():
+        alone = [snapshot(model(**j)) for j in jobs]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def check(index: int):
+        def one_pass() -> None:
+            with torch.no_grad():
+                assert_same(snapshot(model(**jobs[index])), alone[index])
+
+        return one_pass
+
+    failures = run_together([check(i) for i in range(len(jobs))])
+    assert not failures, failures[:3]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_threads_mixing_implementations_and_gradients(make_model):
+    """Reference and fast passes, with grad on (straight-through gates built), on one model."""
+    model = make_model(n_trainable_routing=True, n_seed=4)
+    inputs = [torch.randint(0, 256, (b, 6), generator=torch.Generator().manual_seed(b)) for b in (1, 3, 4, 6)]
+    implementations = ["fast", "reference", "fast", "reference"]
+    with torch.no_grad():
+        expected = [snapshot(model(x, trace=True, implementation=i)) for x, i in zip(inputs, implementations)]
+
+    def check(index: int):
+        def one_pass() -> None:
+            out = model(inputs[index], trace=True, implementation=implementations[index])
+            assert_same(snapshot(out), expected[index])
+
+        return one_pass
+
+    failures = run_together([check(i) for i in range(len(inputs))])
+    assert not failures, failures[:3]
