@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .configuration import _INT_LIMITS, FIELDS, ROUTING_MODES, GenesisConfig, preset
+from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, preset
 from .modeling import Genesis
 from .tokenization import encode_text
 from .trace import STOP_BELOW_THRESHOLD, RoutingTrace, SectionTrace
@@ -561,8 +561,8 @@ def seed_stability(
 # ---------------------------------------------------------------------------------------------
 # Shared app URLs
 
-_BOOL_FIELDS = ("n_cross_attention", "n_trainable_routing")
 _NULLS = ("None", "null", "")
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
 
 def app_defaults() -> dict[str, Any]:
@@ -571,13 +571,15 @@ def app_defaults() -> dict[str, Any]:
 
 
 def _field_value(name: str, raw: str) -> Any:
-    if name == "n_causal":
-        return None if raw in _NULLS else raw.lower() in ("1", "true", "yes")
-    if name in _BOOL_FIELDS:
-        if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+    """A query-parameter string as the type of the field (the original's defaults tell which)."""
+    default = getattr(GenesisConfig, name)
+    if name == "n_causal":  # null, true or false
+        return None if raw in _NULLS else raw.lower() in _TRUE
+    if isinstance(default, bool):
+        if raw.lower() not in _TRUE + _FALSE:
             raise ValueError(f"{name}: must be true or false, got {raw!r}")
-        return raw.lower() in ("1", "true", "yes")
-    if name in _INT_LIMITS:
+        return raw.lower() in _TRUE
+    if isinstance(default, int):
         try:
             return int(raw)
         except ValueError:

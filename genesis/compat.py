@@ -118,12 +118,18 @@ def from_original(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tens
     return model.eval()
 
 
+def config_to_original(config: GenesisConfig) -> dict[str, Any]:
+    """A config as the original's flat config.json dict (its fields only; "none" modes as null)."""
+    values = {k: getattr(config, k) for k in ORIGINAL_FIELDS}
+    for mode in ("n_input", "n_output"):
+        if values[mode] == "none":
+            values[mode] = None
+    return values
+
+
 def to_original(model: Genesis) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """This model as the original's config.json dict and per-neuron state dict."""
-    config = {k: getattr(model.config, k) for k in ORIGINAL_FIELDS}
-    for mode in ("n_input", "n_output"):
-        if config[mode] == "none":
-            config[mode] = None
+    config = config_to_original(model.config)
     ours = model.state_dict()
     state = {key: ours[name][index].clone() for key, name, index in original_layout(model)}
     for key in [k for k in state if k.startswith("sections.")]:  # the Indexer's aliases, as the original saves them

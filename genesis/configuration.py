@@ -108,9 +108,6 @@ class GenesisConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
         self.use_cache = False
-        for mode in ("n_input", "n_output"):  # the original's config.json writes null for "none"
-            if getattr(self, mode) is None:
-                setattr(self, mode, "none")
         validate(self)
 
     # Derived values live here, not in constructors.
@@ -327,6 +324,64 @@ def check_size(
             estimate,
         )
     return estimate
+
+
+def smaller_config(
+    config: GenesisConfig,
+    max_parameters: int | None = DEFAULT_MAX_PARAMETERS,
+    max_activation_bytes: int | None = DEFAULT_MAX_ACTIVATION_BYTES,
+    batch_size: int = 8,
+    seq_len: int | None = None,
+) -> GenesisConfig | None:
+    """A config like `config` that fits the limits (itself when it does), or None.
+
+    Halves n_dim, n_neurons, n_sections or n_pos_size one at a time, each step the one that gets
+    closest to the limits; the vocabulary is left alone (it belongs to the tokenizer). `seq_len` is
+    capped by n_pos_size as it shrinks.
+    """
+
+    def overshoot(fields: dict[str, Any]) -> float:
+        candidate = GenesisConfig(**fields)
+        t = candidate.n_pos_size if seq_len is None else min(seq_len, candidate.n_pos_size)
+        estimate = estimate_size(candidate, batch_size=batch_size, seq_len=t)
+        ratios = [estimate.total / max_parameters if max_parameters else 0.0]
+        ratios.append(estimate["activation_bytes"] / max_activation_bytes if max_activation_bytes else 0.0)
+        return max(ratios)
+
+    fields = config.user_dict()
+    for _ in range(128):
+        if overshoot(fields) <= 1:
+            return GenesisConfig(**fields)
+        options = [f for f in (_halved(fields, name) for name in _SHRINKABLE) if f is not None]
+        if not options:
+            return None
+        fields = min(options, key=overshoot)
+    return None
+
+
+_SHRINKABLE = ("n_dim", "n_neurons", "n_sections", "n_pos_size")
+
+
+def _halved(fields: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """`fields` with `name` halved and the fields that depend on it adjusted, or None if invalid."""
+    new = dict(fields, **{name: fields[name] // 2})
+    if name == "n_dim" and new["n_section"] == "split":
+        new["n_dim"] -= new["n_dim"] % new["n_sections"]
+    if name == "n_neurons":
+        new["n_attentive_neurons"] = min(new["n_attentive_neurons"], new["n_neurons"])
+        new["n_neighbors"] = max(0, min(new["n_neighbors"], new["n_neurons"] - 1))
+        if new["n_cross_attention"] and not new["n_attentive_neurons"]:
+            new["n_attentive_neurons"] = 1
+    if min(new["n_dim"], new["n_neurons"], new["n_sections"], new["n_pos_size"]) < 1:
+        return None
+    inner = new["n_dim"] // new["n_sections"] if new["n_section"] == "split" else new["n_dim"]
+    if inner % new["n_attentive_neuron_heads"]:
+        new["n_attentive_neuron_heads"] = math.gcd(new["n_attentive_neuron_heads"], inner)
+    try:
+        GenesisConfig(**new)
+    except ConfigError:
+        return None
+    return new
 
 
 def human(value: float) -> str:

@@ -288,14 +288,12 @@ def hop_step_figure(
     n_attentive = len(section.indexer) if n_attentive is None else n_attentive
     if step == 0:
         candidates, chosen, threshold = section.indexer, section.start, None
-        title = f"Section {section.section}, step 0: the indexer's vote → start at neuron {section.start}"
+        title = f"Section {section.section} · the indexer's vote: start at {section.start}"
     else:
         hop = section.hops[step - 1]
         candidates, chosen, threshold = hop.candidates, hop.chosen, hop.threshold
         verdict = "fires" if hop.passed[column] else "does not fire"
-        title = f"Section {section.section}, hop {step}: neuron {hop.source} → {hop.chosen} {verdict}"
-        if step == len(section.hops) and section.stop_reason:
-            title += f" · stopped: {section.stop_reason}"
+        title = f"Section {section.section} · hop {step}: {hop.source} → {hop.chosen} {verdict}"
     names = [str(c.neuron) for c in candidates]
     voltages = [c.voltages[column] for c in candidates]
     fig = go.Figure(
@@ -373,7 +371,7 @@ def top_k_figure(labels: Sequence[str], probabilities: Sequence[float], uirevisi
         uirevision,
         60 + 26 * len(labels),
         yaxis=dict(autorange="reversed", type="category"),
-        xaxis=dict(title=dict(text="probability"), range=[0, max(list(probabilities) + [0.05]) * 1.15]),
+        xaxis=dict(title=dict(text="probability"), range=[0, max(list(probabilities), default=1.0) * 1.2]),
     )
 
 

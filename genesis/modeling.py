@@ -365,8 +365,9 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: GenesisConfig, **size_limits: Any):
         # Refuse oversized configs before allocating: max_parameters / max_activation_bytes as in
-        # configuration.check_size, where None lifts that limit.
-        check_size(config, **size_limits)
+        # configuration.check_size, where None lifts that limit. Activations are estimated for one
+        # full-length sequence: the caller's batch size is not known yet.
+        check_size(config, **{"batch_size": 1, **size_limits})
         super().__init__(config)
         from .routing import ROUTERS  # routing imports this module's parts
 
@@ -485,7 +486,9 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         """Run the network. `implementation="reference"` runs the literal SPEC path (the oracle)."""
         from .routing import ROUTERS
 
-        x = next(v for v in (inputs, input_ids, inputs_embeds) if v is not None)
+        x = next((v for v in (inputs, input_ids, inputs_embeds) if v is not None), None)
+        if x is None:
+            raise ValueError("no inputs: pass token ids (or float inputs for a bridge input) as `inputs`")
         if implementation not in ("fast", "reference"):
             raise ValueError(f"implementation must be 'fast' or 'reference', got {implementation!r}")
         router = ROUTERS["reference"] if implementation == "reference" else None

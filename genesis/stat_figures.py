@@ -47,7 +47,8 @@ def firing_heatmap(frequency: pd.DataFrame, n_attentive: int = 0) -> go.Figure:
             x=n_attentive - 0.5, y=1.02, yref="paper", text="attentive | plain", showarrow=False, font=dict(size=11)
         )
     fig.update_xaxes(title=dict(text="neuron"), dtick=1)
-    return _layout(fig, "How often each neuron fires", "firing")
+    fig.update_yaxes(autorange="reversed")  # section 0 on top, as in every other view
+    return _layout(fig, "How often each neuron fires", "firing", height=160 + 70 * len(frequency.index))
 
 
 def _section_bars(table: pd.DataFrame, x_title: str, y_title: str, title: str, revision: str) -> go.Figure:
@@ -144,7 +145,10 @@ def balance_bars(balance: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     sections = [f"section {s}" for s in balance["section"]]
     for index, (column, name) in enumerate((("start_entropy", "start neurons"), ("firing_entropy", "firing counts"))):
-        fig.add_trace(go.Bar(x=sections, y=balance[column].tolist(), name=name, marker=dict(color=color(index))))
+        group = dict(offsetgroup=column, legendgroup=column)  # the maximum marker sits on its own bar
+        fig.add_trace(
+            go.Bar(x=sections, y=balance[column].tolist(), name=name, marker=dict(color=color(index)), **group)
+        )
         fig.add_trace(
             go.Scatter(
                 x=sections,
@@ -152,10 +156,13 @@ def balance_bars(balance: pd.DataFrame) -> go.Figure:
                 mode="markers",
                 name=f"{name}: maximum",
                 marker=dict(symbol="line-ew-open", size=28, color=color(index), line=dict(width=3)),
+                **group,
             )
         )
     fig.update_yaxes(title=dict(text="entropy (bits)"), rangemode="tozero")
-    return _layout(fig, "Balance: entropy of start neurons and of firing counts", "balance", barmode="group")
+    return _layout(
+        fig, "Balance: entropy of start neurons and of firing counts", "balance", barmode="group", scattermode="group"
+    )
 
 
 def comparison_bars(table: pd.DataFrame) -> go.Figure:
@@ -179,15 +186,29 @@ def comparison_bars(table: pd.DataFrame) -> go.Figure:
 
 def seed_stability_bars(table: pd.DataFrame) -> go.Figure:
     """seed_stability: share of inputs whose route changes with each wiring seed."""
-    fig = go.Figure(
+    seeds = [str(s) for s in table["seed"]]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(
         go.Bar(
-            x=[str(s) for s in table["seed"]],
+            x=seeds,
             y=table["changed_share"].tolist(),
+            name="inputs whose route changes",
             marker=dict(color=color(0)),
             hovertemplate="n_seed %{x}: %{y:.0%} of inputs change route<extra></extra>",
         )
     )
+    fig.add_trace(
+        go.Scatter(
+            x=seeds,
+            y=table["mean_shared_steps"].tolist(),
+            name="steps still shared (mean per section)",
+            mode="markers+lines",
+            marker=dict(color=color(1), size=10),
+            hovertemplate="n_seed %{x}: the first %{y:.2f} steps unchanged<extra></extra>",
+        ),
+        secondary_y=True,
+    )
     fig.update_xaxes(title=dict(text="n_seed"), type="category")
-    fig.update_yaxes(title=dict(text="inputs whose route changes"), range=[0, 1], tickformat=".0%")
-    return _layout(fig, "Wiring-seed stability", "seeds")
-
+    fig.update_yaxes(title=dict(text="inputs whose route changes"), range=[0, 1], tickformat=".0%", secondary_y=False)
+    fig.update_yaxes(title=dict(text="steps still shared"), rangemode="tozero", secondary_y=True)
+    return _layout(fig, "Wiring-seed stability", "seeds", legend=dict(orientation="h", y=-0.25))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -444,6 +445,20 @@ def save_checkpoint(model: torch.nn.Module, folder: str | Path, info: dict[str, 
     return folder
 
 
+class EarlyStopping:
+    """Stop after `patience` evaluations in a row without a better validation loss (None: never)."""
+
+    def __init__(self, patience: int | None):
+        self.patience, self.best, self.bad = patience, math.inf, 0
+
+    def update(self, val_loss: float) -> bool:
+        if val_loss < self.best:
+            self.best, self.bad = val_loss, 0
+        else:
+            self.bad += 1
+        return self.patience is not None and self.bad >= self.patience
+
+
 class _Evaluator:
     """Fixed evaluation batches and snapshot inputs, and the early-stop bookkeeping."""
 
@@ -457,19 +472,14 @@ class _Evaluator:
             labels=None if first.labels is None else first.labels[:n],
             attention_mask=None if first.attention_mask is None else first.attention_mask[:n],
         )
-        self.best, self.bad = math.inf, 0
+        self.early_stop = EarlyStopping(config.early_stop_patience)
 
     def __call__(self, event: TrainingEvent) -> bool:
         """Fill the event's evaluation fields; True when early stop says enough."""
         event.val_loss, event.val_accuracy = evaluate(self.model, self.batches)
         if len(self.snapshot_batch):
             event.snapshot = route_snapshot(self.model, self.snapshot_batch, event.step, self.task.class_names)
-        if event.val_loss < self.best:
-            self.best, self.bad = event.val_loss, 0
-        else:
-            self.bad += 1
-        patience = self.config.early_stop_patience
-        return patience is not None and self.bad >= patience
+        return self.early_stop.update(event.val_loss)
 
 
 def train(
@@ -656,6 +666,7 @@ def make_trainer(model: torch.nn.Module, data: Any, config: TrainingConfig, outp
     check_fits(model, task)
     train_set, eval_set = trainer_datasets(task)
     cpu = not torch.cuda.is_available()
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by torchrun / accelerate
     args = dict(
         output_dir=str(output_dir),
         max_steps=config.steps,
@@ -676,7 +687,7 @@ def make_trainer(model: torch.nn.Module, data: Any, config: TrainingConfig, outp
         seed=config.seed,
         report_to="none",
         use_cpu=cpu,
-        ddp_backend="gloo" if cpu else None,
+        ddp_backend="gloo" if cpu and distributed else None,
         ddp_find_unused_parameters=True,
         dataloader_num_workers=0,
     )

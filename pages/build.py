@@ -7,7 +7,7 @@ import streamlit as st
 import genesis
 from genesis import compat, figures, graphs
 from genesis import io as gio
-from genesis.configuration import FIELDS, INPUT_MODES, OUTPUT_MODES, ROUTING_MODES, SECTION_MODES, human
+from genesis.configuration import FIELDS, INPUT_MODES, OUTPUT_MODES, ROUTING_MODES, SECTION_MODES
 from pages.common import (
     config_fields,
     config_json,
@@ -83,14 +83,27 @@ def _key(name: str) -> str:
     return f"build_{name}"
 
 
+def _to_widget(name: str, value):
+    return CAUSAL_LABELS[value] if name == "n_causal" and value in CAUSAL_LABELS else value
+
+
+def _from_widget(name: str):
+    value = st.session_state[_key(name)]
+    return next((k for k, label in CAUSAL_LABELS.items() if label == value), value) if name == "n_causal" else value
+
+
 def _from_widgets() -> None:
-    set_config_fields({name: st.session_state[_key(name)] for name in FIELDS})
+    set_config_fields({name: _from_widget(name) for name in FIELDS})
+
+
+def _show(values: dict) -> None:
+    for name in FIELDS:
+        st.session_state[_key(name)] = _to_widget(name, values[name])
 
 
 def _apply(values: dict) -> None:
     set_config_fields(values)
-    for name in FIELDS:
-        st.session_state[_key(name)] = values[name]
+    _show(values)
 
 
 def _apply_preset() -> None:
@@ -121,16 +134,14 @@ def _control(name: str, value) -> None:
     elif widget == "checkbox":
         st.checkbox(name, **kw)
     else:
-        options = list(spec) + ([value] if value not in spec else [])
-        fmt = CAUSAL_LABELS.get if name == "n_causal" else str
-        st.selectbox(name, options, format_func=fmt, **kw)
+        options = [_to_widget(name, v) for v in spec]
+        st.selectbox(name, options + ([value] if value not in options else []), **kw)
 
 
 active = model_picker()
 page_header("Build", active)
 fields = config_fields()
-for name in FIELDS:  # widgets show the current config (it may come from a URL, a preset or an upload)
-    st.session_state[_key(name)] = fields[name]
+_show(fields)  # widgets show the current config (it may come from a URL, a preset or an upload)
 matching = next((p for p in genesis.PRESETS if genesis.preset(p).user_dict() == fields), "custom")
 st.session_state["build_preset"] = matching
 
@@ -147,7 +158,7 @@ for column, (group, names) in zip(st.columns(len(GROUPS)), GROUPS.items()):
     with column:
         st.subheader(group)
         for name in names:
-            _control(name, fields[name])
+            _control(name, _to_widget(name, fields[name]))
 
 config, error = parse_fields(fields)
 if error:
@@ -184,10 +195,9 @@ for column, i in zip(st.columns(len(sections)), sections):
     )
 
 st.subheader("Export")
-original = {k: getattr(config, k) for k in compat.ORIGINAL_FIELDS}
-original.update({m: None for m in ("n_input", "n_output") if original[m] == "none"})
 cols = st.columns(3)
 cols[0].download_button("config.json (this app)", json.dumps(config.user_dict(), indent=2), "config.json")
-cols[1].download_button("config.json (original code base)", json.dumps(original, indent=2), "original_config.json")
+cols[1].download_button(
+    "config.json (original code base)", json.dumps(compat.config_to_original(config), indent=2), "original_config.json"
+)
 cols[2].download_button("Wiring (GraphML)", wiring_graphml(key), "wiring.graphml")
-st.caption(f"{human(sum(genesis.parameter_breakdown(config).values()))} parameters.")

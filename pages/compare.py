@@ -137,9 +137,8 @@ except ValueError as e:
     st.error(str(e))
     st.stop()
 seed_key = json.dumps([key, seed_model, seeds])
-pressed = st.button("Rewire", key="cmp_rewire")
 stored = st.session_state.get("seed_stability")
-if pressed or stored is None or stored[0] != seed_key:
+if stored is None or stored[0] != seed_key:  # deterministic: recompute only when something changed
     with st.spinner("Rewiring…"):
         try:
             stability = analysis.seed_stability(models[seed_model], seeds, texts)

@@ -29,6 +29,7 @@ st.markdown(
 config = active.model.config if active else parse_fields(config_fields())[0]
 if config is not None:
     st.plotly_chart(figures.architecture_figure(config), key="home_architecture")
+    st.caption("Generated from the current config: hover a box for its sizes; change them on Build.")
 if active is None:
     st.stop()
 
@@ -62,7 +63,7 @@ with picture:
     if step.kind == "input":
         tokens_table(ids)
     elif step.kind in ("start", "hop"):
-        section = output.trace.sections[step.section]
+        section = output.trace.sample_sections(0)[step.section]  # per-sample routing: its own trace
         route = tuple(section.route_of(0)[: step.step + 1])
         thresholds = tuple(active.model.thresholds()[step.section])
         key = config_json(config)

@@ -63,6 +63,7 @@ if len(all_ids) > 1:
 ids = all_ids[line]
 output = probes.run(model, ids)  # the route of one input is the one it takes alone (batch of one)
 trace = output.trace
+sections = trace.sample_sections(0)  # in per-sample routing, the input's own section traces
 tokens_table(ids)
 
 # -- outputs -------------------------------------------------------------------------------------
@@ -94,13 +95,13 @@ else:
 # -- the route, step by step ------------------------------------------------------------------------
 st.subheader("Route")
 st.caption(
-    "  ·  ".join(f"section {s.section}: {route_text(s.route_of(0))} ({s.stop_reason})" for s in trace.sections)
+    "  ·  ".join(f"section {s.section}: {route_text(s.route_of(0))} ({s.stop_reason})" for s in sections)
     + f"  ·  {trace.count} neurons fired"
 )
 section_index = 0
 if config.n_sections > 1:
     section_index = st.radio("Section", range(config.n_sections), horizontal=True, key="run_section")
-section = trace.sections[section_index]
+section = sections[section_index]
 route = section.route_of(0)
 thresholds = tuple(model.thresholds()[section_index])
 step = 0
@@ -135,31 +136,31 @@ if len(all_ids) > 1:
 
 # -- what-if ----------------------------------------------------------------------------------------
 st.subheader("What if one threshold were different?")
+controls, picture = st.columns([1, 2])
 plain = list(range(n_attentive, config.n_neurons)) or list(range(config.n_neurons))
 first_choice = section.hops[0].chosen if section.hops else plain[0]
-neuron = st.selectbox("Neuron", plain, index=plain.index(first_choice), key=f"whatif_neuron_{section_index}")
-current = thresholds[neuron]
-value = st.slider(
-    f"Threshold of neuron {neuron} in section {section_index} (now {current:.3f})",
-    min(0.0, current),
-    max(1.0, current),
-    current,
-    0.005,
-    key=f"whatif_{section_index}_{neuron}",
+neuron = controls.selectbox(
+    f"Neuron of section {section_index}", plain, index=plain.index(first_choice), key=f"whatif_neuron_{section_index}"
 )
+current = thresholds[neuron]
+value = controls.slider(
+    f"Its threshold (now {current:.3f})", min(0.0, current), max(1.0, current), current, 0.005,
+    key=f"whatif_{section_index}_{neuron}",
+)  # fmt: skip
 edited = probes.set_threshold(private_copy(model), model, section_index, neuron, value)
 what_if = probes.run(edited, ids).trace.sample_routes()[0]
 changed_thresholds = tuple(edited.thresholds()[section_index])
-st.plotly_chart(
-    wiring_figure(key, section_index, changed_thresholds, tuple(route), tuple(what_if[section_index])),
+title = f"Section {section_index}: the route (orange) and with this threshold (green)"
+picture.plotly_chart(
+    wiring_figure(key, section_index, changed_thresholds, tuple(route), tuple(what_if[section_index]), title),
     key="run_whatif",
 )
-st.caption(
-    "  ·  ".join(
-        f"section {i}: {route_text(before)}" + (f" ⇒ {route_text(after)}" if after != before else " (unchanged)")
-        for i, (before, after) in enumerate(zip(trace.sample_routes()[0], what_if))
+for i, (before, after) in enumerate(zip(trace.sample_routes()[0], what_if)):
+    change = (
+        f"{route_text(before)} ⇒ **{route_text(after)}**" if after != before else f"{route_text(before)} (unchanged)"
     )
-)
+    controls.markdown(f"Section {i}: {change}")
+controls.caption("The change is made on this session's own copy of the model; the shared model is untouched.")
 
 # -- causality --------------------------------------------------------------------------------------
 if config.n_output == "causal_lm" and st.toggle("Causality view", key="run_causality"):

@@ -7,6 +7,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from genesis import PRESETS, ConfigError, Genesis, GenesisConfig, SizeError, check_size, estimate_size, preset
+from genesis.compat import config_from_original
 from genesis.configuration import FIELDS, parameter_breakdown
 
 TINY = dict(n_dim=32, n_attentive_neuron_heads=4, n_vocab_size=64, n_pos_size=16, n_neurons=6, n_neighbors=3)
@@ -187,6 +188,9 @@ def test_no_attentive_neurons_needs_no_head_divisibility():
     assert config.n_attentive_neurons == 0
 
 
-def test_none_modes_mean_none():
-    config = GenesisConfig(**{**TINY, "n_input": None, "n_output": None})
+def test_none_modes_are_the_originals_json_only():
+    """GenesisConfig takes "none"; the original's null is translated by compat (and io)."""
+    with pytest.raises(ConfigError, match="n_input"):
+        GenesisConfig(**{**TINY, "n_input": None})
+    config = config_from_original({**TINY, "n_input": None, "n_output": None})
     assert (config.n_input, config.n_output) == ("none", "none")

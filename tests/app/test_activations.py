@@ -56,9 +56,7 @@ def test_typed_lines_with_shared_batch_routing(app_model):
     assert not at.warning
     assert metric(at, "Inputs") == "4"
     run = analysis.run_many(app_model, lines, routing="batch")
-    np.testing.assert_allclose(
-        charts(at)["act_firing"]["data"][0]["z"], analysis.firing_frequency(run, normalize=True)
-    )
+    np.testing.assert_allclose(charts(at)["act_firing"]["data"][0]["z"], analysis.firing_frequency(run, normalize=True))
     at.selectbox(key="act_section").set_value(1).run()
     np.testing.assert_array_equal(charts(at)["act_transitions"]["data"][0]["z"], analysis.transition_matrix(run, 1))
 

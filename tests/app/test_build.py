@@ -8,6 +8,8 @@ import json
 import pytest
 
 import genesis
+from genesis import compat
+from genesis import io as gio
 from genesis.configuration import FIELDS, parameter_breakdown
 from genesis.graphs import reachable_from, wiring_graph
 from genesis.modeling import neighbor_wiring
@@ -132,6 +134,21 @@ def test_upload_config_json():
     assert config_of(at).user_dict() == ours  # a refused file changes nothing
 
 
+def test_modes_and_booleans():
+    at = open_app("build")
+    assert at.selectbox(key="build_n_causal").value == "auto (causal for an LM)"
+    at.selectbox(key="build_n_causal").set_value("both ways").run()
+    at.checkbox(key="build_n_trainable_routing").check().run()
+    at.selectbox(key="build_n_output").set_value("sequence_classifier").run()
+    assert_ok(at)
+    config = config_of(at)
+    assert (config.n_causal, config.n_trainable_routing, config.n_output) == (False, True, "sequence_classifier")
+    assert at.query_params["n_causal"] == "False" and at.query_params["n_trainable_routing"] == "True"
+    restored = open_app("build", dict(at.query_params))
+    assert config_of(restored).user_dict() == config.user_dict()
+    assert restored.selectbox(key="build_n_causal").value == "both ways"
+
+
 def test_every_field_has_a_control():
     at = open_app("build")
     keys = {
@@ -140,3 +157,25 @@ def test_every_field_has_a_control():
         for w in getattr(at, kind)
     }
     assert {f"build_{name}" for name in FIELDS} <= keys
+
+
+def test_exports_and_original_config_round_trip():
+    at = open_app("build", {"n_output": "none", "n_outputs": "3"})
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["config.json (this app)", "config.json (original code base)", "Wiring (GraphML)"]
+    config = config_of(at)
+    original = compat.config_to_original(config)
+    assert original["n_output"] is None and set(original) == set(compat.ORIGINAL_FIELDS)
+    assert gio.read_config(json.dumps(original).encode()).user_dict() == {
+        **config.user_dict(),
+        **{k: getattr(genesis.GenesisConfig(), k) for k in FIELDS if k not in compat.ORIGINAL_FIELDS},
+    }
+
+
+def test_many_sections_show_one_at_a_time():
+    at = open_app("build")
+    at.selectbox(key="build_preset").set_value("sequential").run()
+    assert [k for k in charts(at) if k.startswith("build_wiring")] == ["build_wiring_0"]
+    at.select_slider(key="build_section").set_value(3).run()
+    assert_ok(at)
+    assert [k for k in charts(at) if k.startswith("build_wiring")] == ["build_wiring_3"]

@@ -59,6 +59,16 @@ def test_step_through_and_sections():
     assert trace_named(charts(at)["run_wiring"], "route")["meta"]["route"] == other.route_of(0)
 
 
+def test_per_sample_routing_shows_the_inputs_own_route():
+    config = genesis.preset("app", n_routing="sample")
+    at = open_app("run", {"text": TEXT, "n_routing": "sample"})
+    _, _, out = direct(TEXT, config)
+    own = out.trace.sample_sections(0)[0]
+    drawn = charts(at)
+    assert trace_named(drawn["run_wiring"], "route")["meta"]["route"] == own.route_of(0) == own.order
+    assert trace_named(drawn["run_hop"], "voltage")["customdata"] == [c.neuron for c in own.hops[-1].candidates]
+
+
 def test_lines_in_a_batch_vs_alone():
     lines = ["abc", "a much longer line of text", "zz"]
     at = open_app("run", {"text": "\n".join(lines)})
@@ -132,3 +142,35 @@ def test_continuation_and_url():
     expected = probes.continuation(model, ids, 40, 0.0, 0.95, 0)
     assert at.code[0].value == (genesis.data.decode_bytes(expected) or "(end of text at once)")
     assert at.query_params["text"] == TEXT and at.query_params["source"] == FRESH
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        genesis.PRESETS["tiny"],
+        genesis.PRESETS["sequential"],
+        {**genesis.PRESETS["classifier"], "n_outputs": 1},
+        {**genesis.PRESETS["tiny"], "n_attentive_neurons": 0},  # every neuron may start
+        {**genesis.PRESETS["tiny"], "n_neighbors": 0},  # routes end at once
+        {**genesis.PRESETS["tiny"], "n_input": "bridge", "n_output": "bridge"},  # floats in: no text to run
+    ],
+    ids=["tiny", "sequential", "binary", "no-attentive", "no-neighbors", "bridge"],
+)
+def test_home_and_run_work_for_other_configs(overrides):
+    query = {k: str(v) for k, v in genesis.preset("app", **overrides).user_dict().items()}
+    at = open_app("run", {"text": "ab\ncd", **query})
+    if overrides.get("n_input") == "bridge":
+        assert any("reads floats" in i.value for i in at.info)
+        return
+    config = genesis.preset("app", **overrides)
+    _, _, out = direct("ab", config)
+    assert trace_named(charts(at)["run_wiring"], "route")["meta"]["route"] == out.trace.sample_sections(0)[0].route_of(
+        0
+    )
+    at.switch_page("pages/home.py").run()
+    for _ in range(40):  # the whole walkthrough
+        if at.button(key="home_next").disabled:
+            break
+        at.button(key="home_next").click().run()
+        assert_ok(at)
+    assert at.button(key="home_next").disabled

@@ -77,12 +77,38 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
 
 
+# The server's first visitor opens a shared deep link, as happens when a link is opened on a freshly
+# started server; what it saw is kept for test_pages (Streamlit decides some things on the first
+# session). The visit also warms the server (imports, the default model) for every later test.
+FIRST_VISIT = "/run?text=first+visit"
+
+
 @pytest.fixture(scope="session")
-def app_url():
+def app_server(browser):
     proc, url = start_app()
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    try:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        goto(page, url + FIRST_VISIT, timeout=120_000)
+        seen = {"path": FIRST_VISIT, "nav": nav_titles(page), "errors": errors_on_page(page)}
+        screenshot(page, "first-visit")
+        context.close()
+        yield url, seen
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server) -> str:
+    """Base URL of the one `streamlit run app.py` shared by the browser tests."""
+    return app_server[0]
+
+
+@pytest.fixture(scope="session")
+def first_visit(app_server) -> dict[str, Any]:
+    """What the server's first visitor (a deep link, FIRST_VISIT) saw: its sidebar navigation and errors."""
+    return app_server[1]
 
 
 @pytest.fixture(scope="session")
@@ -194,6 +220,11 @@ def plotly_titles(page) -> list[str]:
         title = fig["layout"].get("title") or {}
         titles.append(title.get("text", "") if isinstance(title, dict) else str(title))
     return titles
+
+
+def nav_titles(page) -> list[str]:
+    """The sidebar navigation's page titles (a link's text is its icon, then its title)."""
+    return [t.strip().split("\n")[-1] for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
 
 
 def main_text(page) -> str:

@@ -14,8 +14,8 @@ import pytest
 from tests.e2e.conftest import (
     VIEWPORT,
     alerts,
-    choose,
     assert_no_error,
+    choose,
     figure_signature,
     goto,
     keyed,
@@ -24,24 +24,30 @@ from tests.e2e.conftest import (
     press_slider,
     screenshot,
     slider_value,
-    start_app,
     wait_for_app,
     wait_for_figure_change,
 )
 
 pytestmark = pytest.mark.browser
 
-PAGES = {"home": "Home", "build": "Build", "run": "Run", "activations": "Activations", "compare": "Compare", "train": "Train"}
+PAGES = {
+    "home": "Home",
+    "build": "Build",
+    "run": "Run",
+    "activations": "Activations",
+    "compare": "Compare",
+    "train": "Train",
+}
 HEADINGS = {**PAGES, "home": "Genesis Explorer"}
 
 
-def nav_titles(page) -> list[str]:
-    # A link's text is its icon then its title.
-    return [t.strip().split("\n")[-1] for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
-
-
-def heading(page) -> str:
-    return page.locator('[data-testid="stMain"] h1').first.inner_text().strip()
+def open_and_check(page, url: str, slug: str) -> None:
+    """Open a page in a new session: it shows its title and which model it shows, and no error."""
+    goto(page, f"{url}/{slug}")
+    screenshot(page, f"page-{slug}")
+    assert_no_error(page)
+    assert page.locator('[data-testid="stMain"] h1').first.inner_text().strip() == HEADINGS[slug]
+    assert "Model:" in main_text(page), "every page says which model it shows"
 
 
 def route_caption(page) -> str:
@@ -90,34 +96,33 @@ def wiring_edges(figure: dict) -> int:
     return sum(1 for x in edges["x"] if x is None)
 
 
-@pytest.mark.parametrize("slug", list(PAGES))
-def test_every_page_opens(app_url, page, slug):
-    goto(page, f"{app_url}/{slug}")
-    screenshot(page, f"page-{slug}")
+# Home, Build, Run and Train are opened (and checked the same way) by their own tests below.
+@pytest.mark.parametrize("slug", ["activations", "compare"])
+def test_page_opens(app_url, page, slug):
+    open_and_check(page, app_url, slug)
+
+
+def test_home_walkthrough_steps_to_the_start_neuron(app_url, page):
+    open_and_check(page, app_url, "home")
+    assert plotly_figure(page, "home_architecture") is not None, "the architecture drawn from the config"
+    for _ in range(2):  # input -> split -> section 0's start neuron
+        keyed(page, "home_next").locator("button").click()
+        wait_for_app(page)
+    screenshot(page, "home-walkthrough-start")
     assert_no_error(page)
-    assert heading(page) == HEADINGS[slug]
-    assert "Model:" in main_text(page), "every page says which model it shows"
+    assert re.search(r"Step 3 of \d+ · Section 0", main_text(page)), main_text(page)[:2000]
+    assert len(drawn_route(plotly_figure(page, "home_wiring"))) == 1, "only the start neuron has fired"
 
 
-def test_deep_link_on_fresh_server(browser):
-    """A shared link opened as the first request of a fresh server must still get the app's navigation
+def test_deep_link_as_first_visit_gets_the_app_navigation(first_visit):
+    """A shared link opened as the first request of a fresh server gets the app's navigation
     (st.navigation in app.py), not Streamlit's automatic listing of the page folder."""
-    proc, url = start_app()
-    try:
-        context = browser.new_context(viewport=VIEWPORT)
-        page = context.new_page()
-        goto(page, f"{url}/run?text=hello")
-        screenshot(page, "deep-link-fresh-server")
-        assert_no_error(page)
-        assert nav_titles(page) == list(PAGES.values())
-        context.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    assert not first_visit["errors"]
+    assert first_visit["nav"] == list(PAGES.values()), f"first visit to {first_visit['path']}"
 
 
-def test_build_slider_redraws_wiring(app_url, page):
-    goto(page, f"{app_url}/build")
+def test_build_slider_redraws_wiring_and_explains_invalid_combinations(app_url, page):
+    open_and_check(page, app_url, "build")
     before = plotly_figure(page, "build_wiring_0")
     neighbors = int(slider_value(page, "build_n_neighbors"))
     assert wiring_edges(before) == 16 * neighbors  # app default: 16 neurons per section
@@ -132,9 +137,6 @@ def test_build_slider_redraws_wiring(app_url, page):
     screenshot(page, "build-after-slider")
     assert_no_error(page)
 
-
-def test_build_invalid_combination_explains(app_url, page):
-    goto(page, f"{app_url}/build")
     press_slider(page, "build_n_sections", "ArrowRight")  # 2 -> 3 sections: 128 does not split in 3
     wait_for_app(page)
     screenshot(page, "build-invalid")
@@ -143,8 +145,8 @@ def test_build_invalid_combination_explains(app_url, page):
     assert messages, f"no message names the field; alerts: {alerts(page)}"
 
 
-def test_run_text_shows_route(app_url, page):
-    goto(page, f"{app_url}/run")
+def test_run_text_shows_route_and_explains_empty_text(app_url, page):
+    open_and_check(page, app_url, "run")
     use_fresh_model(page)
     run_text(page, "hello world")
     screenshot(page, "run-route")
@@ -156,9 +158,6 @@ def test_run_text_shows_route(app_url, page):
     assert drawn_route(plotly_figure(page, "run_wiring")) == route, "the drawn route is the one in the caption"
     assert plotly_figure(page, "run_topk") is not None, "a language model shows its next-token chart"
 
-
-def test_run_empty_text_explains(app_url, page):
-    goto(page, f"{app_url}/run")
     run_text(page, "")
     screenshot(page, "run-empty-text")
     assert_no_error(page)
@@ -195,7 +194,7 @@ def loss_points(page) -> int:
 
 
 def test_train_then_run_the_trained_model(app_url, page):
-    goto(page, f"{app_url}/train")
+    open_and_check(page, app_url, "train")
     keyed(page, "train_start").locator("button").click()
     page.wait_for_function(
         "() => { const el = document.querySelector('.st-key-train_loss_chart .js-plotly-plot');"

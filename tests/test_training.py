@@ -1,0 +1,228 @@
+"""The training loop: it learns (classification well below chance, LM on the copy task), trained
+routes differ between classes, the schedule, checkpoints round-trip, stopping, the background job,
+and the Hugging Face Trainer path in one process (DDP has its own test)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genesis import Genesis, GenesisConfig, preset
+from genesis import data as gdata
+from genesis import io as gio
+from genesis import training
+from genesis.training import TrainingConfig
+
+SMALL = dict(
+    n_dim=32,
+    n_sections=2,
+    n_neurons=6,
+    n_attentive_neurons=2,
+    n_attentive_neuron_heads=2,
+    n_vocab_size=258,
+    n_pos_size=32,
+    n_neighbors=3,
+)
+
+
+def small_model(task: training.Task, **overrides) -> Genesis:
+    return Genesis(training.config_for_task(GenesisConfig(**{**SMALL, **overrides}), task))
+
+
+@pytest.fixture(scope="module")
+def brackets():
+    return training.load_data("brackets", examples=2000, seq_len=16)
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(brackets):
+    model = Genesis(training.config_for_task(preset("classifier"), brackets))  # d64, 2 sections of 8 neurons
+    recipe = TrainingConfig(steps=150, batch_size=32, lr=3e-3, warmup=10, eval_every=50, eval_batches=4)
+    return model, training.train(model, brackets, recipe)
+
+
+def total_variation(a: list[list[float]], b: list[list[float]]) -> float:
+    """Largest total-variation distance, over sections, between two firing profiles (normalised)."""
+    distances = []
+    for fa, fb in zip(a, b):
+        pa, pb = [v / (sum(fa) or 1) for v in fa], [v / (sum(fb) or 1) for v in fb]
+        distances.append(0.5 * sum(abs(x - y) for x, y in zip(pa, pb)))
+    return max(distances)
+
+
+def test_classification_loss_falls_well_below_chance(trained_classifier):
+    model, result = trained_classifier
+    chance = math.log(2)
+    assert result.evaluations[0].val_loss > 0.9 * chance  # untrained: about chance
+    assert result.final_val_loss < 0.5 * chance
+    assert result.evaluations[-1].val_accuracy > 0.85
+    assert not model.training
+
+
+def test_trained_routes_differ_between_classes(trained_classifier, brackets):
+    model, _ = trained_classifier
+    batch = training.ExampleTask._rows(brackets.val, slice(0, 64))
+    snapshot = training.route_snapshot(model, batch, class_names=brackets.class_names)
+    unbalanced, balanced = snapshot.by_class["unbalanced"], snapshot.by_class["balanced"]
+    assert total_variation(unbalanced, balanced) > 0.1
+    # the class-wise views agree with the routes themselves
+    routes = training.sample_routes(model, batch.input_ids)
+    labels = batch.labels.tolist()
+    by_label = {c: {str(r) for r, y in zip(routes, labels) if y == c} for c in (0, 1)}
+    assert by_label[0] != by_label[1]
+
+
+def test_snapshots_are_recorded_at_each_evaluation(trained_classifier):
+    _, result = trained_classifier
+    steps = [e.step for e in result.evaluations]
+    assert steps == [0, 50, 100, 150]
+    for event in result.evaluations:
+        snap = event.snapshot
+        assert snap.step == event.step and snap.samples == 24
+        for section in range(2):
+            assert sum(snap.start[section]) == pytest.approx(1.0)
+            assert all(0.0 <= f <= 1.0 for f in snap.firing[section])
+            # every route fires its start neuron, so firing >= start share
+            assert all(f >= s - 1e-9 for f, s in zip(snap.firing[section], snap.start[section]))
+            assert snap.route_length[section] == pytest.approx(sum(snap.firing[section]))
+
+
+def test_lm_loss_falls_on_the_copy_task():
+    task = training.load_data("copy", examples=1200, seq_len=16, seed=0)
+    model = small_model(task)
+    recipe = TrainingConfig(steps=150, batch_size=24, lr=5e-3, warmup=10, eval_every=75, eval_batches=4)
+    result = training.train(model, task, recipe)
+    first, last = result.evaluations[0].val_loss, result.final_val_loss
+    assert first > math.log(100)  # untrained: near uniform over bytes
+    assert last < first - 2.0  # from uniform over 258 ids to about the letters' entropy
+
+
+def test_text_corpus_windows_and_events():
+    text = gdata.stdlib_docstring_corpus(max_chars=40_000)
+    model = Genesis(GenesisConfig(**SMALL))
+    events = []
+    recipe = TrainingConfig(steps=30, batch_size=4, block_size=24, eval_every=10, eval_batches=2, snapshot_samples=4)
+    result = training.train(model, text, recipe, callback=events.append)
+    assert [e.step for e in events] == list(range(31))
+    assert all(e.tokens_per_s > 0 for e in events[1:])
+    assert events[-1].val_loss is not None and result.tokens == 30 * 4 * 24
+
+
+def test_schedule_warms_up_then_decays_to_min_lr():
+    recipe = TrainingConfig(steps=100, warmup=10, lr=1e-3, min_lr=1e-4)
+    lrs = [training.learning_rate(step, recipe) for step in range(100)]
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))
+    assert max(lrs) == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert training.learning_rate(100, recipe) == pytest.approx(1e-4)
+
+
+def test_bad_settings_are_refused_with_the_field_named(brackets):
+    with pytest.raises(ValueError, match="steps"):
+        TrainingConfig(steps=0)
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainingConfig(lr=1e-3, min_lr=1e-2)
+    lm = Genesis(GenesisConfig(**SMALL))
+    with pytest.raises(ValueError, match="n_output"):
+        training.train(lm, brackets, TrainingConfig(steps=1))
+    with pytest.raises(gdata.DataError, match="block_size"):
+        training.as_task("too short", block_size=64)
+    with pytest.raises(ValueError, match="longer than"):
+        training.train(Genesis(GenesisConfig(**{**SMALL, "n_pos_size": 8})), "x" * 2000, TrainingConfig(steps=1))
+
+
+def test_checkpoints_round_trip(tmp_path, brackets):
+    model = small_model(brackets)
+    recipe = TrainingConfig(
+        steps=6, batch_size=8, eval_every=3, eval_batches=1, output_dir=str(tmp_path), checkpoint_every=3
+    )
+    training.train(model, brackets, recipe)
+    for folder in (tmp_path, tmp_path / "checkpoint-3", tmp_path / "checkpoint-6"):
+        assert (folder / "model.safetensors").is_file() and (folder / "training.json").is_file()
+        assert not list(folder.glob("*.bin"))
+    loaded = gio.load_folder(tmp_path)
+    x = brackets.val.input_ids[:4]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).outputs, model(x).outputs, atol=1e-5, rtol=0)
+
+
+def test_should_stop_ends_the_run_between_steps(brackets):
+    model = small_model(brackets)
+    calls = []
+
+    def after_three():
+        calls.append(1)
+        return len(calls) > 3
+
+    result = training.train(model, brackets, TrainingConfig(steps=50, batch_size=8, eval_batches=1), None, after_three)
+    assert result.stop_reason == "stopped" and result.steps_done == 3
+
+
+def test_early_stop_counts_evaluations_without_progress():
+    stopper = training.EarlyStopping(patience=2)
+    assert [stopper.update(v) for v in (1.0, 0.9, 0.95, 0.9, 0.8, 0.85, 0.81)] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert not any(training.EarlyStopping(None).update(v) for v in (1.0, 2.0, 3.0))
+
+
+def test_background_job_reports_progress_and_stops(brackets):
+    model = small_model(brackets)
+    job = training.TrainingJob(model, brackets, TrainingConfig(steps=5000, batch_size=8, eval_batches=1)).start()
+    while len(job.events()) < 4 and job.running:
+        job.wait(0.05)
+    job.stop()
+    assert job.wait(60)
+    assert job.error is None
+    assert job.result.stop_reason == "stopped" and job.result.steps_done < 5000
+    assert job.events()[-1].step == job.result.steps_done
+    assert not job.model.training
+
+
+def test_jobs_beyond_the_slots_wait_for_a_free_one(brackets):
+    import threading
+
+    slots = threading.BoundedSemaphore(1)
+    recipe = TrainingConfig(steps=5000, batch_size=8, eval_batches=1)
+    first = training.TrainingJob(small_model(brackets), brackets, recipe, slots).start()
+    second = training.TrainingJob(small_model(brackets), brackets, recipe, slots).start()
+    while not first.events():
+        first.wait(0.05)
+    assert second.waiting and not second.events()
+    first.stop()
+    first.wait(60)
+    while not second.events() and second.running:
+        second.wait(0.05)
+    second.stop()
+    assert second.wait(60) and second.result.steps_done >= 0 and not second.waiting
+
+
+def test_the_same_loop_trains_a_transformers_model():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=258, n_positions=32))
+    text = gdata.stdlib_docstring_corpus(max_chars=20_000)
+    result = training.train(gpt, text, TrainingConfig(steps=20, batch_size=4, block_size=32, lr=3e-3, eval_batches=2))
+    assert result.final_val_loss < result.evaluations[0].val_loss
+    assert result.evaluations[0].snapshot is None  # nothing to route
+
+
+def test_hugging_face_trainer_trains_genesis(tmp_path, brackets):
+    model = small_model(brackets)
+    recipe = TrainingConfig(steps=40, batch_size=16, lr=5e-3, warmup=4, eval_every=40)
+    trainer = training.make_trainer(model, brackets, recipe, tmp_path, logging_steps=5)
+    assert trainer.args.ddp_find_unused_parameters is True
+    before = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    assert trainer.evaluate()["eval_loss"] < before
+    trainer.save_model(str(tmp_path / "final"))
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+    gio.load_folder(tmp_path / "final")
