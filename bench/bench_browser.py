@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,23 +80,35 @@ def next_frame(page) -> None:
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
 
 
-def cold_start(browser, repeats: int) -> list[float]:
-    times = []
+def cold_start(browser, repeats: int) -> dict[str, list[float]]:
+    """Seconds from starting the server process to: its health check answering ("server"), and the
+    default page's first chart drawn ("chart")."""
+    server, chart = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         proc, url = start_app(log=None)
+        server.append(time.perf_counter() - start)
         try:
             context = browser.new_context(viewport=VIEWPORT)
             page = context.new_page()
             page.goto(url, timeout=120_000)
             page.wait_for_selector(FIRST_CHART, timeout=120_000)
             next_frame(page)
-            times.append(time.perf_counter() - start)
+            chart.append(time.perf_counter() - start)
             context.close()
         finally:
             proc.terminate()
             proc.wait(10)
-    return times
+    return {"server": server, "chart": chart}
+
+
+def import_time(repeats: int) -> list[float]:
+    """Seconds a fresh Python needs to import the library (the first page view pays this)."""
+    code = "import time; t = time.perf_counter(); import genesis; print(time.perf_counter() - t)"
+    return [
+        float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+        for _ in range(repeats)
+    ]
 
 
 def slider_redraw(page, url: str, repeats: int) -> dict[str, list[float]]:
@@ -140,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
+    load_before = os.getloadavg()[0]
+    imports = import_time(args.cold)
     with sync_playwright() as p:
         browser = launch_chromium(p)
         cold = cold_start(browser, args.cold)
@@ -156,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(10)
         browser.close()
 
+    load_after = os.getloadavg()[0]
     rows = {
-        "cold start → first chart": cold,
+        "cold start → first chart": cold["chart"],
+        "cold start → server answers": cold["server"],
+        "import genesis (fresh python)": imports,
         "slider → wiring redrawn (new value)": slider["new"],
         "slider → wiring redrawn (seen value)": slider["seen"],
         "Run → route drawn": run["drawn"],
@@ -170,10 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:40} {statistics.median(times):9.3f} {min(times):7.3f} {max(times):7.3f} {len(times):3d} {verdict:>9}"
         )
+    print(f"load average (1 min) before/after: {load_before:.1f} / {load_after:.1f} on {os.cpu_count()} CPUs")
     RESULTS.write_text(
         json.dumps(
             {
                 "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+                "cpus": os.cpu_count(),
+                "load_average_before_after": [load_before, load_after],
                 "repeats": args.repeats,
                 "cold_repeats": args.cold,
                 "targets_s": TARGETS,

@@ -104,7 +104,9 @@ def prefix_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, alon
         return model(input_ids=inputs).logits
 
     full = F.cross_entropy(logits_of(x).reshape(-1, VOCAB), y.reshape(-1)).item()
-    prefix = sum(F.cross_entropy(logits_of(x[:, : t + 1])[:, -1], y[:, t], reduction="sum").item() for t in range(BLOCK))
+    prefix = sum(
+        F.cross_entropy(logits_of(x[:, : t + 1])[:, -1], y[:, t], reduction="sum").item() for t in range(BLOCK)
+    )
     return full, prefix / y.numel()
 
 
@@ -204,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "gpt2":
             model = gpt2_baseline()
         else:
-            model = genesis.Genesis(genesis.GenesisConfig(**{**candidates[name][1], "n_vocab_size": VOCAB, "n_pos_size": BLOCK}))
+            model = genesis.Genesis(
+                genesis.GenesisConfig(**{**candidates[name][1], "n_vocab_size": VOCAB, "n_pos_size": BLOCK})
+            )
             if parameters(model) > budget:
                 print(f"skipping {name}: {parameters(model):,} parameters > GPT-2's {budget:,}")
                 continue
@@ -218,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         "prefix (the gap is what the whole-window soma leaks from the future)."
     )
     report = dict(
-        recipe=dict(iters=args.iters, block=BLOCK, batch=BATCH, lr=1e-3, warmup=min(100, args.iters // 10), min_lr=1e-4),
+        recipe=dict(
+            iters=args.iters, block=BLOCK, batch=BATCH, lr=1e-3, warmup=min(100, args.iters // 10), min_lr=1e-4
+        ),
         eval_batches=args.eval_batches,
         machine=dict(python=platform.python_version(), torch=torch.__version__, threads=torch.get_num_threads()),
         created=time.strftime("%Y-%m-%d %H:%M"),

@@ -1,12 +1,12 @@
 """Command line: train a model, trace a route, rebuild the demo model.
 
-    python -m genesis train --config app --corpus stdlib --steps 500 --out runs/lm
-    python -m genesis train --config classifier --task brackets --steps 300 --out runs/brackets
-    python -m genesis train --config tiny --text notes.txt --steps 200 --batch 8 --lr 2e-3 --out runs/notes
-    torchrun --nproc_per_node 2 -m genesis train --trainer hf --task copy --steps 200 --out runs/ddp
-    python -m genesis trace runs/lm --text "Return the sum of the values."
-    python -m genesis trace demo --text "Hello" --json trace.json
-    python -m genesis demo            # retrain assets/demo (the app's default model)
+python -m genesis train --config app --corpus stdlib --steps 500 --out runs/lm
+python -m genesis train --config classifier --task brackets --steps 300 --out runs/brackets
+python -m genesis train --config tiny --text notes.txt --steps 200 --batch 8 --lr 2e-3 --out runs/notes
+torchrun --nproc_per_node 2 -m genesis train --trainer hf --task copy --steps 200 --out runs/ddp
+python -m genesis trace runs/lm --text "Return the sum of the values."
+python -m genesis trace demo --text "Hello" --json trace.json
+python -m genesis demo            # retrain assets/demo (the app's default model)
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def load_any_model(name_or_folder: str) -> tuple[Genesis, str]:
 def task_from_args(args) -> training.Task:
     if args.text:
         return training.as_task(load_text_file(args.text), args.block, name=Path(args.text).name)
-    return training.load_data(args.task or args.corpus or training.CORPUS, args.block, args.examples, args.seq_len, args.seed)
+    return training.load_data(
+        args.task or args.corpus or training.CORPUS, args.block, args.examples, args.seq_len, args.seed
+    )
 
 
 # -- train ----------------------------------------------------------------------------------------

@@ -153,7 +153,8 @@ def run_many(
     """Run every text (byte tokens, the last n_pos_size kept) and collect the routes.
 
     routing="sample": each input's own route, as if it ran alone (a per-sample-routing copy of the
-    model with the same weights). routing="batch": the original's shared choice within each batch
+    model with the same weights; a lone input of its length runs with batch routing, which gives
+    the same route faster). routing="batch": the original's shared choice within each batch
     of equal-length inputs, so a route depends on which inputs share its batch.
     Raises ValueError (TextError) for an empty text or a model that cannot read texts.
     """
@@ -163,15 +164,17 @@ def run_many(
     if problem := runnable_problem(model.config):
         raise ValueError(problem)
     runner = routing_copy(model, routing)
+    # A batch of one routes the same either way, and batch routing does it faster (no regrouping).
+    single = runner if routing == "batch" else routing_copy(model, "batch")
     encoded = [encode_text(text, model.config.n_pos_size) for text in texts]
-    thresholds = runner.thresholds()
+    thresholds = model.thresholds()
     device = next(runner.parameters()).device
     inputs, sections, routes, candidates = [], [], [], []
     done = 0
     with torch.no_grad():
         for batch_number, batch in enumerate(length_batches([len(ids) for ids, _ in encoded], batch_size)):
             ids = torch.tensor([encoded[i][0] for i in batch], device=device)
-            trace = runner(ids, trace=True).trace
+            trace = (single if len(batch) == 1 else runner)(ids, trace=True).trace
             routes.append(_renumber(trace.to_frame("route"), batch))
             candidates.append(_renumber(trace.to_frame("candidates"), batch))
             for b, index in enumerate(batch):
@@ -203,8 +206,8 @@ def run_many(
     return ActivationRun(
         inputs=pd.DataFrame(inputs).sort_values("input").reset_index(drop=True),
         sections=pd.DataFrame(sections).sort_values(["input", "section"]).reset_index(drop=True),
-        routes=pd.concat(routes).sort_values(["input", "section", "step"]).reset_index(drop=True)[ROUTE_COLUMNS],
-        candidates=_with_margins(pd.concat(candidates), thresholds),
+        routes=_inputs(routes).sort_values(["input", "section", "step"]).reset_index(drop=True)[ROUTE_COLUMNS],
+        candidates=_with_margins(_inputs(candidates), thresholds),
         n_sections=model.config.n_sections,
         n_neurons=model.config.n_neurons,
         n_attentive=model.config.n_attentive_neurons,
@@ -213,9 +216,13 @@ def run_many(
 
 
 def _renumber(frame: pd.DataFrame, batch: list[int]) -> pd.DataFrame:
-    """A batch's `sample` column (0..B-1) to the run's `input` index, in place."""
+    """A batch's `sample` numbers (0..B-1) to the run's input index, in place (renamed once, later)."""
     frame["sample"] = np.asarray(batch, dtype=int)[frame["sample"].to_numpy(dtype=int)]
-    return frame.rename(columns={"sample": "input"})
+    return frame
+
+
+def _inputs(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames).rename(columns={"sample": "input"})
 
 
 def _stop_reason(st: SectionTrace, sample: int) -> str:
@@ -539,8 +546,7 @@ def seed_stability(
     reference = run_many(base, texts, batch_size=batch_size).all_routes()
     rows = []
     for seed in seeds:
-        # One copy per seed, already per-sample, so run_many need not copy again.
-        run = run_many(with_fields(base, n_seed=int(seed), n_routing="sample"), texts, batch_size=batch_size)
+        run = run_many(with_fields(base, n_seed=int(seed)), texts, batch_size=batch_size)
         routes = run.all_routes()
         changed = sum(a != b for a, b in zip(reference, routes))
         shared = [_shared_prefix(ra, rb) for a, b in zip(reference, routes) for ra, rb in zip(a, b)]

@@ -335,8 +335,8 @@ def smaller_config(
 ) -> GenesisConfig | None:
     """A config like `config` that fits the limits (itself when it does), or None.
 
-    Halves n_dim, n_neurons, n_sections or n_pos_size one at a time, each step the one that gets
-    closest to the limits; the vocabulary is left alone (it belongs to the tokenizer). `seq_len` is
+    Halves n_dim, n_neurons, n_sections or n_pos_size one at a time (the step that gets closest to
+    the limits; at the end, the one that fits and keeps the most); the vocabulary is left alone (it belongs to the tokenizer). `seq_len` is
     capped by n_pos_size as it shrinks.
     """
 
@@ -352,10 +352,12 @@ def smaller_config(
     for _ in range(128):
         if overshoot(fields) <= 1:
             return GenesisConfig(**fields)
-        options = [f for f in (_halved(fields, name) for name in _SHRINKABLE) if f is not None]
+        options = [(overshoot(f), f) for f in (_halved(fields, name) for name in _SHRINKABLE) if f is not None]
         if not options:
             return None
-        fields = min(options, key=overshoot)
+        fitting = [option for option in options if option[0] <= 1]
+        # The fitting option that keeps the most, else the step that gets closest to fitting.
+        fields = max(fitting, key=lambda o: o[0])[1] if fitting else min(options, key=lambda o: o[0])[1]
     return None
 
 

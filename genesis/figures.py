@@ -157,10 +157,12 @@ def wiring_figure(
     title: str | None = None,
     uirevision: str = "wiring",
     height: int = 420,
+    not_fired: tuple[int, int] | None = None,
 ) -> go.Figure:
     """A section's wiring: all edges in one trace, arrow heads, nodes by kind (unreachable ones as
     crosses), and optionally a route (neurons in firing order, or a graphs.route_graph) with hop
-    numbers, plus a second route (the what-if) dashed in green.
+    numbers, a second route (the what-if) dashed in green, and a hop that was offered but did not
+    fire (`not_fired`: source, candidate) dotted with a cross.
 
     The edge trace is named "wiring" (meta["edges"]: its (source, target) pairs in drawing order);
     the route's is named "route" (meta["route"]: the neurons in firing order).
@@ -182,6 +184,17 @@ def wiring_figure(
         order = route_order(order) if isinstance(order, nx.DiGraph) else list(order or [])
         if order:
             traces += _route_traces(order, pos, color, name, dash)
+    if not_fired is not None:
+        traces += _edge_traces(
+            [not_fired], pos, ROUTE_COLOR, 2, "offered, did not fire", "dot", meta=dict(edge=list(not_fired))
+        )
+        (x0, y0), (x1, y1) = pos[not_fired[0]], pos[not_fired[1]]
+        traces.append(
+            go.Scatter(
+                x=[(x0 + x1) / 2], y=[(y0 + y1) / 2], mode="markers", showlegend=False, hoverinfo="skip",
+                marker=dict(symbol="x", size=12, color=ROUTE_COLOR), name="did not fire",
+            )
+        )  # fmt: skip
     fig = go.Figure(traces)
     axis = dict(visible=False, range=[-1.3, 1.3])
     section = graph.graph.get("section", 0)

@@ -27,6 +27,7 @@ from .trace import Recorder, RoutingTrace
 DROPOUT = 0.1
 LN_EPS = 1e-5
 STRAIGHT_THROUGH_TEMPERATURE = 0.1
+CACHE_FLOATS = 1 << 17  # batched candidate evaluation works on slices of about this many floats (512 KiB)
 
 
 def neighbor_wiring(config: GenesisConfig) -> list[list[list[int]]]:
@@ -123,8 +124,8 @@ class Soma(nn.Module):
 
     def many(self, h: torch.Tensor, index: torch.Tensor, samples: int) -> torch.Tensor:
         """h (C, R*T, D) from UnitChain.many -> voltages (C, R)."""
-        mean = h.view(h.shape[0], samples, -1, h.shape[-1]).mean(dim=2)  # (C, R, D)
-        return torch.sigmoid(torch.bmm(mean, self.weight.index_select(0, index).unsqueeze(-1))).squeeze(-1)
+        dots = torch.bmm(h, self.weight.index_select(0, index).unsqueeze(-1))  # (C, R*T, 1): w · h[t]
+        return torch.sigmoid(dots.view(h.shape[0], samples, -1).mean(dim=2))  # w · mean_t h = mean_t (w · h)
 
 
 class Attention(nn.Module):
@@ -198,9 +199,16 @@ class Section(nn.Module):
         return self.soma.one(self.dendrites.one(x, neuron), neuron)
 
     def interact_many(self, x: torch.Tensor, neurons: tuple[int, ...]) -> torch.Tensor:
-        """Voltages (C, R) of C neurons on x (R, T, D), in batched ops."""
+        """Voltages (C, R) of C neurons on x (R, T, D), in batched ops.
+
+        Samples are independent here, so large batches go in slices whose work fits in cache.
+        """
         index = self.neuron_index(neurons, x.device)
-        return self.soma.many(self.dendrites.many(x, index), index, x.shape[0])
+        per_slice = max(1, CACHE_FLOATS // (len(neurons) * x.shape[1] * x.shape[2]))
+        if x.shape[0] <= per_slice:
+            return self.soma.many(self.dendrites.many(x, index), index, x.shape[0])
+        parts = [self.soma.many(self.dendrites.many(part, index), index, len(part)) for part in x.split(per_slice)]
+        return torch.cat(parts, dim=1)
 
     def fire(self, x: torch.Tensor, neuron: int, ctx: PassContext | None) -> torch.Tensor:
         """A neuron's own work before it connects: x + axon(x), then + synapse chain.

@@ -84,6 +84,17 @@ def continuation(
     return [t for t in out[0, len(ids) :].tolist() if t != PAD_ID]
 
 
+def route_at_step(section: SectionTrace, step: int, sample: int = 0) -> tuple[list[int], tuple[int, int] | None]:
+    """A step-through of one section's route: the neurons fired up to `step` (0: the start neuron,
+    h: after hop h), and the hop offered at `step` that did not fire for this sample, if any."""
+    route = section.route_of(sample)[: step + 1]
+    if step == 0:
+        return route, None
+    hop = section.hops[step - 1]
+    passed = hop.passed[0 if section.sample is not None else sample]
+    return route, None if passed else (hop.source, hop.chosen)
+
+
 # -- batch vs alone ---------------------------------------------------------------------------
 
 

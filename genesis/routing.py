@@ -167,10 +167,11 @@ def _start_gate(ctx: PassContext, voltages: torch.Tensor) -> torch.Tensor | None
 def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
     """The original's routing (choice by batch mean), computing only the rows still alive."""
     batch, recording = x.shape[0], ctx.recorder is not None
+    thresholds = section.threshold.tolist()  # decisions in Python: fewer tiny tensor ops per hop
     candidates = start_candidates(section)
     voltages = _voltages(section, x, candidates, ctx)  # (C, B)
-    means = voltages.mean(dim=1)
-    first = int(means.argmax())
+    means = voltages.mean(dim=1).tolist()
+    first = _first_max(means)
     start = candidates[first]
     steps = [_Step(start, section.fire(x, start, ctx), None, None, None)]
     order, alive_log, hops, stop = [start], [[True] * batch], [], ""
@@ -181,18 +182,21 @@ def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[to
             break
         live = _voltages(section, step.x, neighbors, ctx)  # (C, R)
         full = live if step.rows is None else _full(live, step.rows, batch)  # stopped samples count with 0.5
-        hop_means = full.mean(dim=1)
-        best = int(hop_means.argmax())  # first maximum: the earlier neighbor wins a tie
-        chosen, threshold = neighbors[best], section.threshold[neighbors[best]]
-        passed = live[best] > threshold  # (R,)
-        index = passed.nonzero().squeeze(1)
+        hop_means = full.mean(dim=1).tolist()
+        best = _first_max(hop_means)
+        chosen = neighbors[best]
+        if batch == 1:  # the sample's voltage is the mean: it passes, or the route stops
+            index = None if hop_means[best] > thresholds[chosen] else live.new_empty(0, dtype=torch.long)
+        else:
+            index = (live[best] > thresholds[chosen]).nonzero().squeeze(1)  # positions among the alive rows
         if recording:
-            hops.append(_hop(step, neighbors, full, hop_means, chosen, threshold, passed, batch))
-        if not len(index):
+            hops.append(_hop(step, neighbors, full, hop_means, chosen, thresholds[chosen], index, batch))
+        if index is not None and not len(index):
             stop = STOP_BELOW_THRESHOLD
             break
-        index = None if len(index) == len(passed) else index  # all pass: no gathers
-        gate = straight_through(_select(live[best], index), threshold) if ctx.trainable else None
+        if index is not None and len(index) == live.shape[1]:
+            index = None  # every alive row passes: no gathers
+        gate = straight_through(_select(live[best], index), section.threshold[chosen]) if ctx.trainable else None
         fired_x = section.fire(_select(step.x, index), chosen, None)
         steps.append(_Step(chosen, fired_x, _select(step.rows, index), index, gate))
         order.append(chosen)
@@ -204,11 +208,16 @@ def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[to
     if recording:
         if hops:
             hops[-1].stop_reason = stop
-        indexer = candidates_from(candidates, voltages.tolist(), means.tolist())
+        indexer = candidates_from(candidates, voltages.tolist(), means)
         _record_section(
             ctx, section, SectionTrace(section.index, start, indexer, hops, order, alive_log, len(order), stop)
         )
     return out, len(order)
+
+
+def _first_max(values: list[float]) -> int:
+    """Index of the first maximum (as torch.argmax: the earlier candidate wins a tie)."""
+    return values.index(max(values))
 
 
 def _full(values: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Tensor:
@@ -218,21 +227,13 @@ def _full(values: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Tensor:
     return full
 
 
-def _hop(step: _Step, neighbors, full, means, chosen, threshold, passed, batch: int) -> Hop:
-    """The trace of one batch-routing hop (`passed` is per alive row; the trace's is per sample)."""
-    if step.rows is not None:
-        passed = torch.zeros(batch, dtype=torch.bool, device=passed.device).index_fill_(
-            0, step.rows.index_select(0, passed.nonzero().squeeze(1)), True
-        )
+def _hop(step: _Step, neighbors, full, means, chosen, threshold: float, index, batch: int) -> Hop:
+    """The trace of one batch-routing hop; `index`: the passing positions among the alive rows (None: all)."""
+    rows = _select(step.rows, index)  # batch indices of the passing rows; None: the whole batch
+    passed = torch.zeros(batch, dtype=torch.bool)
+    passed[slice(None) if rows is None else rows.cpu()] = True
     flags = passed.tolist()
-    return Hop(
-        step.neuron,
-        candidates_from(neighbors, full.tolist(), means.tolist()),
-        chosen,
-        float(threshold.detach()),
-        flags,
-        any(flags),
-    )
+    return Hop(step.neuron, candidates_from(neighbors, full.tolist(), means), chosen, threshold, flags, any(flags))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,12 +41,11 @@ def firing_heatmap(frequency: pd.DataFrame, n_attentive: int = 0) -> go.Figure:
             hovertemplate="%{y}, neuron %{x}: fired for %{z:.0%} of inputs<extra></extra>",
         )
     )
+    axis_title = "neuron"
     if 0 < n_attentive < len(frequency.columns):
         fig.add_vline(x=n_attentive - 0.5, line=dict(color="white", dash="dash"))
-        fig.add_annotation(
-            x=n_attentive - 0.5, y=1.02, yref="paper", text="attentive | plain", showarrow=False, font=dict(size=11)
-        )
-    fig.update_xaxes(title=dict(text="neuron"), dtick=1)
+        axis_title = f"neuron (0–{n_attentive - 1} attentive, left of the dashed line; the rest plain)"
+    fig.update_xaxes(title=dict(text=axis_title), dtick=1)
     fig.update_yaxes(autorange="reversed")  # section 0 on top, as in every other view
     return _layout(fig, "How often each neuron fires", "firing", height=160 + 70 * len(frequency.index))
 
@@ -210,5 +209,7 @@ def seed_stability_bars(table: pd.DataFrame) -> go.Figure:
     )
     fig.update_xaxes(title=dict(text="n_seed"), type="category")
     fig.update_yaxes(title=dict(text="inputs whose route changes"), range=[0, 1], tickformat=".0%", secondary_y=False)
-    fig.update_yaxes(title=dict(text="steps still shared"), rangemode="tozero", secondary_y=True)
+    fig.update_yaxes(
+        title=dict(text="steps still shared"), rangemode="tozero", tickformat=".1f", showgrid=False, secondary_y=True
+    )
     return _layout(fig, "Wiring-seed stability", "seeds", legend=dict(orientation="h", y=-0.25))

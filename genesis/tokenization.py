@@ -82,8 +82,12 @@ def encode_text(
         raise TextError(f"text must be a string, got {type(text).__name__}")
     if not text.strip():
         raise TextError("the input is empty: type some text")
-    tokenizer = tokenizer or _BYTES
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if tokenizer is None:
+        # The byte tokenizer's ids are the UTF-8 bytes: computed directly, a pasted megabyte takes
+        # milliseconds, not the tokenizer's seconds. Lone surrogates (not encodable) become "?".
+        ids = list(text.encode("utf-8", errors="replace"))
+    else:
+        ids = tokenizer(text.encode("utf-8", errors="replace").decode("utf-8"), add_special_tokens=False)["input_ids"]
     if len(ids) > max_tokens:
         note = f"input has {len(ids)} tokens; only the last {max_tokens} (n_pos_size) are used"
         return ids[-max_tokens:], note

@@ -190,7 +190,9 @@ def _split_rows(rows, val_fraction: float):
     cut = len(rows) - n_val
 
     def part(sl: slice):
-        tensors = {f.name: getattr(rows, f.name)[sl] for f in fields(rows) if isinstance(getattr(rows, f.name), torch.Tensor)}
+        tensors = {
+            f.name: getattr(rows, f.name)[sl] for f in fields(rows) if isinstance(getattr(rows, f.name), torch.Tensor)
+        }
         return replace(rows, texts=rows.texts[sl], **tensors)
 
     return part(slice(0, cut)), part(slice(cut, None))
@@ -464,7 +466,9 @@ class _Evaluator:
 
     def __init__(self, model, task: Task, config: TrainingConfig, device):
         self.model, self.task, self.config = model, task, config
-        self.batches = [b.to(device) for b in task.eval_batches(config.eval_batches, config.batch_size, config.seed + 1)]
+        self.batches = [
+            b.to(device) for b in task.eval_batches(config.eval_batches, config.batch_size, config.seed + 1)
+        ]
         first = self.batches[0]
         n = config.snapshot_samples if is_routed(model) else 0
         self.snapshot_batch = Batch(

@@ -5,11 +5,12 @@ import json
 import streamlit as st
 
 import genesis
-from genesis import compat, figures, graphs
+from genesis import compat, graphs
 from genesis import io as gio
 from genesis.configuration import FIELDS, INPUT_MODES, OUTPUT_MODES, ROUTING_MODES, SECTION_MODES
 from pages.common import (
     config_fields,
+    config_figure,
     config_json,
     model_picker,
     page_header,
@@ -169,7 +170,7 @@ if size_error:
     st.warning(f"{size_error} It is drawn and counted below but cannot be built in this app.")
 
 key = config_json(config)
-st.plotly_chart(figures.parameter_breakdown_figure(config), key="build_parameters")
+st.plotly_chart(config_figure("parameters", key), key="build_parameters")
 
 st.subheader("Wiring")
 st.caption(

@@ -203,12 +203,22 @@ def wiring_figure(
     route: tuple[int, ...] | None = None,
     other_route: tuple[int, ...] | None = None,
     title: str | None = None,
+    not_fired: tuple[int, int] | None = None,
 ) -> go.Figure:
     """A section's wiring (and routes) as a figure. Shared across sessions like the models: the
     figure is never changed after it is built (st.plotly_chart only reads it)."""
     config = gio.config_from_dict(json.loads(config_json))
     graph = graphs.wiring_graph(config, section, list(thresholds) if thresholds is not None else None)
-    return figures.wiring_figure(graph, route, other_route, title=title, uirevision=f"wiring-{section}")
+    return figures.wiring_figure(
+        graph, route, other_route, title=title, uirevision=f"wiring-{section}", not_fired=not_fired
+    )
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def config_figure(kind: str, config_json: str) -> go.Figure:
+    """The "architecture" or "parameters" figure of a config (shared, never changed after it is built)."""
+    config = gio.config_from_dict(json.loads(config_json))
+    return {"architecture": figures.architecture_figure, "parameters": figures.parameter_breakdown_figure}[kind](config)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -6,6 +6,7 @@ from genesis import figures, probes
 from genesis.tokenization import TextError
 from pages.common import (
     config_fields,
+    config_figure,
     config_json,
     model_picker,
     page_header,
@@ -28,7 +29,7 @@ st.markdown(
 
 config = active.model.config if active else parse_fields(config_fields())[0]
 if config is not None:
-    st.plotly_chart(figures.architecture_figure(config), key="home_architecture")
+    st.plotly_chart(config_figure("architecture", config_json(config)), key="home_architecture")
     st.caption("Generated from the current config: hover a box for its sizes; change them on Build.")
 if active is None:
     st.stop()
@@ -64,10 +65,10 @@ with picture:
         tokens_table(ids)
     elif step.kind in ("start", "hop"):
         section = output.trace.sample_sections(0)[step.section]  # per-sample routing: its own trace
-        route = tuple(section.route_of(0)[: step.step + 1])
+        route, not_fired = probes.route_at_step(section, step.step)
         thresholds = tuple(active.model.thresholds()[step.section])
-        key = config_json(config)
-        st.plotly_chart(wiring_figure(key, step.section, thresholds, route), key="home_wiring")
+        figure = wiring_figure(config_json(config), step.section, thresholds, tuple(route), not_fired=not_fired)
+        st.plotly_chart(figure, key="home_wiring")
         n_attentive = output.trace.attentive[step.section]
         st.plotly_chart(figures.hop_step_figure(section, step.step, n_attentive=n_attentive), key="home_step_chart")
     elif step.kind == "output" and config.n_output == "causal_lm":
@@ -76,4 +77,4 @@ with picture:
     elif step.kind == "output" and config.n_output == "sequence_classifier":
         st.plotly_chart(figures.class_probability_figure(probes.class_probabilities(output)))
     else:
-        st.plotly_chart(figures.architecture_figure(config), key="home_step_architecture")
+        st.plotly_chart(config_figure("architecture", config_json(config)), key="home_step_architecture")

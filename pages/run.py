@@ -104,15 +104,24 @@ if config.n_sections > 1:
 section = sections[section_index]
 route = section.route_of(0)
 thresholds = tuple(model.thresholds()[section_index])
-step = 0
-if section.hops:
-    step = st.slider("Step through the route", 0, len(section.hops), len(section.hops), key="run_step")
-left, right = st.columns(2)
-left.plotly_chart(wiring_figure(key, section_index, thresholds, tuple(route[: step + 1])), key="run_wiring")
 n_attentive = trace.attentive[section_index]
-right.plotly_chart(figures.hop_step_figure(section, step, n_attentive=n_attentive), key="run_hop")
-if step == len(section.hops):
-    right.info(f"The route stopped: {probes.STOP_EXPLAINED.get(section.stop_reason, section.stop_reason)}.")
+
+
+@st.fragment  # moving the step slider reruns only this part of the page
+def step_through() -> None:
+    step = 0
+    if section.hops:
+        step = st.slider("Step through the route", 0, len(section.hops), len(section.hops), key="run_step")
+    left, right = st.columns(2)
+    so_far, not_fired = probes.route_at_step(section, step)
+    figure = wiring_figure(key, section_index, thresholds, tuple(so_far), not_fired=not_fired)
+    left.plotly_chart(figure, key="run_wiring")
+    right.plotly_chart(figures.hop_step_figure(section, step, n_attentive=n_attentive), key="run_hop")
+    if step == len(section.hops):
+        right.info(f"The route stopped: {probes.STOP_EXPLAINED.get(section.stop_reason, section.stop_reason)}.")
+
+
+step_through()
 
 # -- batch vs alone ---------------------------------------------------------------------------------
 if len(all_ids) > 1:
@@ -136,31 +145,38 @@ if len(all_ids) > 1:
 
 # -- what-if ----------------------------------------------------------------------------------------
 st.subheader("What if one threshold were different?")
-controls, picture = st.columns([1, 2])
-plain = list(range(n_attentive, config.n_neurons)) or list(range(config.n_neurons))
-first_choice = section.hops[0].chosen if section.hops else plain[0]
-neuron = controls.selectbox(
-    f"Neuron of section {section_index}", plain, index=plain.index(first_choice), key=f"whatif_neuron_{section_index}"
-)
-current = thresholds[neuron]
-value = controls.slider(
-    f"Its threshold (now {current:.3f})", min(0.0, current), max(1.0, current), current, 0.005,
-    key=f"whatif_{section_index}_{neuron}",
-)  # fmt: skip
-edited = probes.set_threshold(private_copy(model), model, section_index, neuron, value)
-what_if = probes.run(edited, ids).trace.sample_routes()[0]
-changed_thresholds = tuple(edited.thresholds()[section_index])
-title = f"Section {section_index}: the route (orange) and with this threshold (green)"
-picture.plotly_chart(
-    wiring_figure(key, section_index, changed_thresholds, tuple(route), tuple(what_if[section_index]), title),
-    key="run_whatif",
-)
-for i, (before, after) in enumerate(zip(trace.sample_routes()[0], what_if)):
-    change = (
-        f"{route_text(before)} ⇒ **{route_text(after)}**" if after != before else f"{route_text(before)} (unchanged)"
+
+
+@st.fragment  # dragging the threshold reruns only this part of the page
+def what_if_view() -> None:
+    controls, picture = st.columns([1, 2])
+    plain = list(range(n_attentive, config.n_neurons)) or list(range(config.n_neurons))
+    first_choice = section.hops[0].chosen if section.hops else plain[0]
+    neuron = controls.selectbox(
+        f"Neuron of section {section_index}", plain, plain.index(first_choice), key=f"whatif_neuron_{section_index}"
     )
-    controls.markdown(f"Section {i}: {change}")
-controls.caption("The change is made on this session's own copy of the model; the shared model is untouched.")
+    current = thresholds[neuron]
+    value = controls.slider(
+        f"Its threshold (now {current:.3f})", min(0.0, current), max(1.0, current), current, 0.005,
+        key=f"whatif_{section_index}_{neuron}",
+    )  # fmt: skip
+    edited = probes.set_threshold(private_copy(model), model, section_index, neuron, value)
+    what_if = probes.run(edited, ids).trace.sample_routes()[0]
+    changed_thresholds = tuple(edited.thresholds()[section_index])
+    title = f"Section {section_index}: the route (orange) and with this threshold (green)"
+    figure = wiring_figure(key, section_index, changed_thresholds, tuple(route), tuple(what_if[section_index]), title)
+    picture.plotly_chart(figure, key="run_whatif")
+    for i, (before, after) in enumerate(zip(trace.sample_routes()[0], what_if)):
+        change = (
+            f"{route_text(before)} ⇒ **{route_text(after)}**"
+            if after != before
+            else f"{route_text(before)} (unchanged)"
+        )
+        controls.markdown(f"Section {i}: {change}")
+    controls.caption("The change is made on this session's own copy of the model; the shared model is untouched.")
+
+
+what_if_view()
 
 # -- causality --------------------------------------------------------------------------------------
 if config.n_output == "causal_lm" and st.toggle("Causality view", key="run_causality"):

@@ -129,9 +129,15 @@ def draw_result(job: training.TrainingJob) -> None:
     cols = st.columns(3)
     if cols[0].button("Use it on the Run page", on_click=use_trained_model, key="train_use"):
         st.switch_page("pages/run.py")
-    cols[1].download_button("Download config.json", config_bytes, "config.json", "application/json", key="train_dl_config")
+    cols[1].download_button(
+        "Download config.json", config_bytes, "config.json", "application/json", key="train_dl_config"
+    )
     cols[2].download_button(
-        "Download model.safetensors", weights_bytes, "model.safetensors", "application/octet-stream", key="train_dl_weights"
+        "Download model.safetensors",
+        weights_bytes,
+        "model.safetensors",
+        "application/octet-stream",
+        key="train_dl_weights",
     )
 
 

@@ -63,23 +63,16 @@ def worker(report: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from genesis import Genesis, GenesisConfig, training
+    from genesis import Genesis, preset, training
 
-    config = GenesisConfig(
-        n_dim=32,
-        n_sections=2,
-        n_neurons=6,
-        n_attentive_neurons=2,
-        n_attentive_neuron_heads=2,
-        n_vocab_size=258,
-        n_pos_size=16,
-        n_neighbors=3,
-    )
+    config = preset("tiny", n_pos_size=16)  # d32, 2 sections of 6 neurons
     model = Genesis(config)
     initial = [p.detach().clone() for p in model.parameters()]
     task = training.load_data("copy", examples=800, seq_len=16)
     recipe = training.TrainingConfig(steps=STEPS, batch_size=8, lr=1e-2, warmup=4, min_lr=1e-3)
-    trainer = training.make_trainer(model, task, recipe, Path(report).parent / "out", logging_steps=1, eval_strategy="no")
+    trainer = training.make_trainer(
+        model, task, recipe, Path(report).parent / "out", logging_steps=1, eval_strategy="no"
+    )
     trainer.train()
     checksums = [float(p.detach().double().sum()) for p in model.parameters()]
     gathered = [None] * dist.get_world_size()

@@ -68,6 +68,9 @@ def test_route_and_what_if_route_with_hop_numbers(lm_model, tokens):
     assert list(named(fig, "route hop numbers").text) == [str(h) for h in range(1, len(route))]
     assert named(fig, "what-if route").meta["route"] == route[:1]
     assert named(fig, "what-if route").line.dash == "dash"
+    tried = figures.wiring_figure(graph, route[:1], not_fired=(route[0], 5))
+    assert named(tried, "offered, did not fire").meta["edge"] == [route[0], 5]
+    assert named(tried, "offered, did not fire").line.dash == "dot"
     same = figures.wiring_figure(graph, route)  # a list of neurons draws the same route as the route graph
     assert named(same, "route").x == line.x
 

@@ -110,3 +110,19 @@ def test_walkthrough_follows_the_trace(lm_model, tokens):
             assert ("it fires" in step.text) == hop.passed[0]
     last_hops = [s for s in steps if s.kind == "hop" and s.step == len(out.trace.sections[s.section].hops)]
     assert all("The route ends" in s.text for s in last_hops)
+
+
+def test_route_at_step(lm_model, tokens):
+    out = lm_model(tokens(3, 10), trace=True)
+    for section in out.trace.sections:
+        for sample in range(3):
+            route = section.route_of(sample)
+            assert probes.route_at_step(section, 0, sample) == (route[:1], None)
+            for step, hop in enumerate(section.hops, start=1):
+                so_far, not_fired = probes.route_at_step(section, step, sample)
+                assert so_far == route[: step + 1]
+                alive = step <= len(route)  # offered to this sample at all
+                if alive and not hop.passed[sample]:
+                    assert not_fired == (hop.source, hop.chosen)
+                elif hop.passed[sample]:
+                    assert not_fired is None and so_far[-1] == hop.chosen

@@ -439,13 +439,13 @@ def any_size_configs(draw) -> dict[str, Any]:
 @given(any_size_configs())
 def test_size_guard_refuses_before_allocating_and_the_estimate_is_exact(fields):
     config = GenesisConfig(**fields)
-    estimate = estimate_size(config)
+    estimate = estimate_size(config, batch_size=1)  # Genesis(config) budgets one full-length sequence
     over = estimate.total > DEFAULT_MAX_PARAMETERS or estimate["activation_bytes"] > DEFAULT_MAX_ACTIVATION_BYTES
     event("over budget" if over else "within budget")
     if over:
-        # Most of these would need tens of GB to terabytes: getting a SizeError back at all shows
-        # the check ran before any allocation.
-        with pytest.raises(SizeError) as raised:
+        # On the meta device so that a guard that failed to fire allocates nothing here either
+        # (test_size_guard.py shows the refusal without it).
+        with pytest.raises(SizeError) as raised, torch.device("meta"):
             Genesis(config)
         shown = human(estimate.total) if estimate.total > DEFAULT_MAX_PARAMETERS else human(estimate["activation_bytes"])
         assert shown in str(raised.value)

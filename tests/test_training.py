@@ -9,22 +9,12 @@ import math
 import pytest
 import torch
 
-from genesis import Genesis, GenesisConfig, preset
+from genesis import Genesis, GenesisConfig, preset, training
 from genesis import data as gdata
 from genesis import io as gio
-from genesis import training
 from genesis.training import TrainingConfig
 
-SMALL = dict(
-    n_dim=32,
-    n_sections=2,
-    n_neurons=6,
-    n_attentive_neurons=2,
-    n_attentive_neuron_heads=2,
-    n_vocab_size=258,
-    n_pos_size=32,
-    n_neighbors=3,
-)
+SMALL = dict(preset("tiny").user_dict(), n_pos_size=32)  # d32, 2 sections of 6 neurons
 
 
 def small_model(task: training.Task, **overrides) -> Genesis:
@@ -215,14 +205,15 @@ def test_the_same_loop_trains_a_transformers_model():
     assert result.evaluations[0].snapshot is None  # nothing to route
 
 
-def test_hugging_face_trainer_trains_genesis(tmp_path, brackets):
-    model = small_model(brackets)
+def test_hugging_face_trainer_trains_genesis(tmp_path):
+    task = training.load_data("copy", examples=1000, seq_len=16)
+    model = small_model(task)
     recipe = TrainingConfig(steps=40, batch_size=16, lr=5e-3, warmup=4, eval_every=40)
-    trainer = training.make_trainer(model, brackets, recipe, tmp_path, logging_steps=5)
+    trainer = training.make_trainer(model, task, recipe, tmp_path, logging_steps=5)
     assert trainer.args.ddp_find_unused_parameters is True
     before = trainer.evaluate()["eval_loss"]
     trainer.train()
-    assert trainer.evaluate()["eval_loss"] < before
+    assert trainer.evaluate()["eval_loss"] < before - 1.0
     trainer.save_model(str(tmp_path / "final"))
     assert (tmp_path / "final" / "model.safetensors").is_file()
     gio.load_folder(tmp_path / "final")

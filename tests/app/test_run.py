@@ -32,6 +32,8 @@ def test_route_drawn_is_the_models_trace():
     assert trace_named(drawn["run_wiring"], "route")["meta"]["route"] == section.route_of(0)
     hop = trace_named(drawn["run_hop"], "voltage")  # the slider starts at the last hop
     last = section.hops[-1]
+    if not last.passed[0]:  # the route stopped: the hop that was offered and did not fire is drawn
+        assert trace_named(drawn["run_wiring"], "offered, did not fire")["meta"]["edge"] == [last.source, last.chosen]
     assert hop["customdata"] == [c.neuron for c in last.candidates]
     assert hop["y"] == pytest.approx([c.voltages[0] for c in last.candidates], abs=1e-6)
     assert drawn["run_hop"]["layout"]["shapes"][0]["y0"] == pytest.approx(last.threshold)

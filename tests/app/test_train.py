@@ -13,7 +13,13 @@ from tests.app.conftest import assert_ok, charts, open_app
 
 pytestmark = pytest.mark.slow
 
-TINY = {"n_dim": "32", "n_neurons": "6", "n_attentive_neurons": "2", "n_attentive_neuron_heads": "2", "n_neighbors": "3"}
+TINY = {
+    "n_dim": "32",
+    "n_neurons": "6",
+    "n_attentive_neurons": "2",
+    "n_attentive_neuron_heads": "2",
+    "n_neighbors": "3",
+}
 
 
 def poll_until(at, done, limit: float = 240.0):
@@ -42,8 +48,9 @@ def test_training_runs_shows_progress_and_publishes_the_model():
     assert at.button(key="train_stop").disabled
     start(at, "brackets", 40)
     job = at.session_state["train_job"]
-    poll_until(at, lambda at: "trained_model" in at.session_state)
-    assert job.result is not None and job.result.stop_reason == "completed"
+    poll_until(at, lambda at: "trained_model" in at.session_state or job.error)
+    assert job.error is None
+    assert job.result.stop_reason == "completed"
     figures = charts(at)
     curve = {d["name"]: d for d in figures["train_loss_chart"]["data"]}
     assert len(curve["train (per step)"]["y"]) == 40

@@ -167,12 +167,14 @@ def test_run_text_shows_route_and_explains_empty_text(app_url, page):
 def test_shared_url_restores_state(app_url, browser, page):
     goto(page, f"{app_url}/build")
     use_fresh_model(page)
-    press_slider(page, "build_n_neighbors", "ArrowLeft")  # 4 -> 3
+    neighbors = int(slider_value(page, "build_n_neighbors")) - 1
+    press_slider(page, "build_n_neighbors", "ArrowLeft")
     wait_for_app(page)
     open_page(page, "run")
     run_text(page, "shared state")
     shared_url, caption = page.url, route_caption(page)
-    assert "n_neighbors=3" in shared_url and "text=shared" in shared_url, shared_url
+    route = drawn_route(plotly_figure(page, "run_wiring"))
+    assert f"n_neighbors={neighbors}" in shared_url and "text=shared" in shared_url, shared_url
 
     other = browser.new_context(viewport=VIEWPORT)  # a new browser: no cookies, no session
     try:
@@ -182,8 +184,9 @@ def test_shared_url_restores_state(app_url, browser, page):
         assert_no_error(fresh)
         assert keyed(fresh, "run_text_input").locator("textarea").input_value() == "shared state"
         assert route_caption(fresh) == caption, "same model and text give the same route"
+        assert drawn_route(plotly_figure(fresh, "run_wiring")) == route
         open_page(fresh, "build")
-        assert slider_value(fresh, "build_n_neighbors") == "3"
+        assert slider_value(fresh, "build_n_neighbors") == str(neighbors)
     finally:
         other.close()
 
@@ -195,6 +198,10 @@ def loss_points(page) -> int:
 
 def test_train_then_run_the_trained_model(app_url, page):
     open_and_check(page, app_url, "train")
+    steps = keyed(page, "train_steps").locator("input")
+    steps.fill("3000")  # far more than the test waits for: it must still be running when Stop is pressed
+    steps.press("Enter")
+    wait_for_app(page)
     keyed(page, "train_start").locator("button").click()
     page.wait_for_function(
         "() => { const el = document.querySelector('.st-key-train_loss_chart .js-plotly-plot');"

@@ -1,0 +1,73 @@
+"""The command line: train a few steps to a folder, then trace the saved model (text, JSON, CSV)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from genesis import RoutingTrace
+from genesis import io as gio
+from genesis.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "brackets"
+    code = main(
+        ["train", "--config", "tiny", "--task", "brackets", "--steps", "12", "--batch", "8", "--seq-len", "12",
+         "--examples", "200", "--eval-every", "6", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_train_saves_a_loadable_model_with_its_record(trained_folder):
+    assert (trained_folder / "model.safetensors").is_file()
+    model = gio.load_folder(trained_folder)
+    assert model.config.n_output == "sequence_classifier" and model.config.n_outputs == 2
+    info = json.loads((trained_folder / "training.json").read_text())
+    assert info["steps_done"] == 12 and info["stop_reason"] == "completed"
+    assert [point["step"] for point in info["curve"]] == [0, 6, 12]
+
+
+def test_trace_prints_a_readable_route(trained_folder, capsys):
+    assert main(["trace", str(trained_folder), "--text", "(()())"]) == 0
+    out = capsys.readouterr().out
+    assert "6 tokens" in out
+    assert out.count("section ") == 2 and "route " in out and "start " in out
+
+
+def test_trace_writes_json_and_csv(trained_folder, tmp_path):
+    json_path, csv_path = tmp_path / "trace.json", tmp_path / "route.csv"
+    assert main(["trace", str(trained_folder), "--text", "(())", "--json", str(json_path), "--csv", str(csv_path)]) == 0
+    trace = RoutingTrace.from_dict(json.loads(json_path.read_text()))
+    table = pd.read_csv(csv_path)
+    assert list(table.columns) == ["sample", "section", "step", "neuron"]
+    assert len(table) == sum(len(route) for route in trace.sample_routes()[0])
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    assert main(["trace", str(tmp_path / "missing"), "--text", "hi"]) == 2
+    assert main(["train", "--config", "nope.json", "--task", "copy", "--out", str(tmp_path / "x")]) == 2
+    assert main(["train", "--config", "tiny", "--text", str(tmp_path / "none.txt"), "--out", str(tmp_path / "y")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+
+
+def test_module_entry_point_runs():
+    done = subprocess.run(
+        [sys.executable, "-m", "genesis", "trace", "tiny", "--text", "hello"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "untrained 'tiny' model" in done.stdout
