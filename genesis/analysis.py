@@ -36,6 +36,7 @@ Progress = Callable[[int, int], None]  # (inputs done, inputs in all)
 Route = list[list[int]]  # per section, the neurons one input went through, in firing order
 
 BYTE_IDS = 256  # the byte tokenizer's ids 0..255 must exist in the vocabulary
+INPUT_COLUMNS = ["input", "text", "tokens", "truncated", "batch", "count"]
 ROUTE_COLUMNS = ["input", "section", "step", "neuron"]
 CANDIDATE_COLUMNS = [
     "input",
@@ -178,33 +179,14 @@ def run_many(
             routes.append(_renumber(trace.to_frame("route"), batch))
             candidates.append(_renumber(trace.to_frame("candidates"), batch))
             for b, index in enumerate(batch):
-                own = trace.sample_sections(b)
-                lengths = [len(st.route_of(b)) for st in own]
-                inputs.append(
-                    dict(
-                        input=index,
-                        text=texts[index],
-                        tokens=len(encoded[index][0]),
-                        truncated=encoded[index][1] is not None,
-                        batch=batch_number,
-                        count=sum(lengths),
-                    )
-                )
-                for st, length in zip(own, lengths):
-                    sections.append(
-                        dict(
-                            input=index,
-                            section=st.section,
-                            start=st.start,
-                            length=length,
-                            stop_reason=_stop_reason(st, b),
-                        )
-                    )
+                row, section_rows = _input_rows(trace, b, index, encoded[index], batch_number)
+                inputs.append(dict(row, text=texts[index]))
+                sections += section_rows
             done += len(batch)
             if progress is not None:
                 progress(done, len(texts))
     return ActivationRun(
-        inputs=pd.DataFrame(inputs).sort_values("input").reset_index(drop=True),
+        inputs=pd.DataFrame(inputs).sort_values("input").reset_index(drop=True)[INPUT_COLUMNS],
         sections=pd.DataFrame(sections).sort_values(["input", "section"]).reset_index(drop=True),
         routes=_inputs(routes).sort_values(["input", "section", "step"]).reset_index(drop=True)[ROUTE_COLUMNS],
         candidates=_with_margins(_inputs(candidates), thresholds),
@@ -213,6 +195,22 @@ def run_many(
         n_attentive=model.config.n_attentive_neurons,
         routing=routing,
     )
+
+
+def _input_rows(
+    trace: RoutingTrace, b: int, index: int, encoded: tuple[list[int], str | None], batch_number: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Sample b of a batch's trace as input `index`: its row and one row per section."""
+    own = trace.sample_sections(b)
+    lengths = [len(st.route_of(b)) for st in own]
+    sections = [
+        dict(input=index, section=st.section, start=st.start, length=length, stop_reason=_stop_reason(st, b))
+        for st, length in zip(own, lengths)
+    ]
+    row = dict(
+        input=index, tokens=len(encoded[0]), truncated=encoded[1] is not None, batch=batch_number, count=sum(lengths)
+    )
+    return row, sections
 
 
 def _renumber(frame: pd.DataFrame, batch: list[int]) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from .trace import (
 )
 
 STOPPED_VOLTAGE = 0.5  # sigmoid(0): every part is bias-free, so a zeroed row's voltage is exactly this
-CHUNK_FLOATS = 1 << 18  # per-sample routing: samples per chunk so that a chunk's (R, T, D) is about 1 MiB
+CHUNK_FLOATS = 1 << 19  # per-sample routing: samples per chunk so that a chunk's (R, T, D) is about 2 MiB
 
 
 def start_candidates(section: Section) -> tuple[int, ...]:

@@ -438,6 +438,17 @@ def make_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.opti
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.beta2))
 
 
+def optimization_step(model: torch.nn.Module, optimizer, batch: Batch, grad_clip: float | None) -> float:
+    """Forward, backward, clip, update; the batch's loss."""
+    loss, _ = batch_loss(model, batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
 def save_checkpoint(model: torch.nn.Module, folder: str | Path, info: dict[str, Any] | None = None) -> Path:
     """save_pretrained (config.json + model.safetensors), plus training.json with `info`."""
     folder = Path(folder)
@@ -527,16 +538,11 @@ def train(
             group["lr"] = lr
         batch = task.sample(config.batch_size, generator).to(device)
         tick = time.perf_counter()
-        loss, _ = batch_loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        loss = optimization_step(model, optimizer, batch, config.grad_clip)
         train_seconds += time.perf_counter() - tick
         result.tokens += batch.input_ids.numel()
         result.steps_done = step
-        event = TrainingEvent(step, config.steps, loss.item(), lr, result.tokens / train_seconds, 0.0)
+        event = TrainingEvent(step, config.steps, loss, lr, result.tokens / train_seconds, 0.0)
         early_stop = False
         if step % config.eval_every == 0 or step == config.steps:
             early_stop = evaluator(event)
@@ -547,6 +553,13 @@ def train(
         if early_stop:
             result.stop_reason = "early stop"
             break
+    if result.stop_reason == "stopped" and result.steps_done and result.events[-1].val_loss is None:
+        # Stopped between evaluations: evaluate the model as it is, so the last point is its own.
+        last = result.events[-1]
+        event = TrainingEvent(last.step, config.steps, None, last.lr, last.tokens_per_s, 0.0)
+        evaluator(event)
+        event.elapsed = time.perf_counter() - began
+        report(event)
     model.eval()
     result.seconds = time.perf_counter() - began
     if config.output_dir:

@@ -234,8 +234,20 @@ def model_for_fields(fields: dict[str, Any]) -> genesis.Genesis | None:
     return build_model(json.dumps(config.user_dict(), sort_keys=True))
 
 
+def leave_pages_directory_mode() -> None:
+    """Streamlit treats a `pages/` folder beside app.py as old-style multipage mode until app.py's
+    st.navigation has run once in the process, so a deep link (/run?...) opened first on a fresh
+    server would run the page without app.py. Switch that mode off and rerun through app.py."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def model_picker() -> ActiveModel | None:
     """The sidebar picker shared by every page. Returns None (with a message) when nothing is usable."""
+    leave_pages_directory_mode()
     fields = config_fields()
     demo, info = demo_model()
     available = [s for s in SOURCES if s != SOURCES[0] or demo is not None]

@@ -183,7 +183,7 @@ if config_error and not running:
 
 start_col, stop_col, _ = st.columns([1, 1, 4])
 start = start_col.button("Start training", type="primary", disabled=running or config is None, key="train_start")
-stop = stop_col.button("Stop", disabled=not running, key="train_stop")
+stop = stop_col.button("Stop training", disabled=not running, key="train_stop")
 if stop and job is not None:
     job.stop()
 if start and config is not None:

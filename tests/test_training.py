@@ -148,6 +148,7 @@ def test_should_stop_ends_the_run_between_steps(brackets):
 
     result = training.train(model, brackets, TrainingConfig(steps=50, batch_size=8, eval_batches=1), None, after_three)
     assert result.stop_reason == "stopped" and result.steps_done == 3
+    assert [e.step for e in result.evaluations] == [0, 3]  # the stopped model is evaluated as it is
 
 
 def test_early_stop_counts_evaluations_without_progress():

@@ -74,7 +74,11 @@ def test_uploaded_csv_runs_its_text_column():
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"fine line\n\xff\xfe broken", "not valid UTF-8"), (b"  \n\n", "empty")],
+    [
+        (b"fine line\n\xff\xfe broken", "not valid UTF-8"),
+        (b"  \n\n", "empty"),
+        (b"line\n" * 250_000, "over the limit of 1,000,000 bytes"),
+    ],
 )
 def test_invalid_upload_shows_a_message(content, message):
     at = open_app("activations")
