@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,21 +34,23 @@ sys.path.insert(0, str(ROOT))
 
 import genesis  # noqa: E402
 from genesis import data as gdata  # noqa: E402
-from genesis.training import TrainingConfig, train  # noqa: E402
+from genesis.training import Batch, TrainingConfig, is_routed, make_optimizer, optimization_step, train  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 BLOCK, BATCH, VOCAB = 64, 12, gdata.BYTE_VOCAB_SIZE
 
 # Genesis candidates: (what it tests, config fields). All at the byte vocabulary and 64 positions.
 APP = {k: v for k, v in genesis.PRESETS["app"].items() if k not in ("n_pos_size",)}
-SEQUENTIAL_SMALL = dict(
+# Six sections one after another, each an attentive start neuron and one plain neuron it may hop to
+# (no dendrites: with one candidate per hop, dendrites only feed the pass/stop voltage).
+SEQUENTIAL = dict(
     n_dim=128,
     n_section="sequential",
-    n_sections=4,
-    n_neurons=3,
+    n_sections=6,
+    n_neurons=2,
     n_attentive_neurons=1,
     n_attentive_neuron_heads=4,
-    n_neighbors=2,
+    n_neighbors=1,
     n_dendritics=0,
     n_synapses=1,
 )
@@ -55,18 +58,8 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
     "genesis-original": ("the app config (d128, split, 2x16 neurons, 4 attentive), original routing", APP),
     "genesis-trainable": ("same, trainable routing (straight-through)", {**APP, "n_trainable_routing": True}),
     "genesis-sample": ("same, per-sample routing", {**APP, "n_routing": "sample"}),
-    "genesis-sample-trainable": (
-        "same, per-sample + trainable routing",
-        {**APP, "n_routing": "sample", "n_trainable_routing": True},
-    ),
-    "genesis-sequential": (
-        "4 sequential sections at d128, 3 neurons (1 attentive), no dendrites",
-        SEQUENTIAL_SMALL,
-    ),
-    "genesis-sequential-trainable": (
-        "same, trainable routing",
-        {**SEQUENTIAL_SMALL, "n_trainable_routing": True},
-    ),
+    "genesis-sequential": ("6 sequential sections at d128, 2 neurons each (1 attentive), no dendrites", SEQUENTIAL),
+    "genesis-sequential-trainable": ("same, trainable routing", {**SEQUENTIAL, "n_trainable_routing": True}),
 }
 
 
@@ -135,7 +128,7 @@ def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
 
     result = train(model, data, recipe, callback=show)
     windows_x, windows_y = gdata.get_batch(data[1], BLOCK, args.prefix_windows, torch.Generator().manual_seed(7))
-    routed = getattr(model.config, "model_type", "") == "genesis"
+    routed = is_routed(model)
     alone = routed and model.config.n_routing == "batch"
     full, prefix = prefix_losses(model, windows_x, windows_y, alone) if args.prefix_windows else (None, None)
     return dict(
@@ -153,25 +146,61 @@ def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
     )
 
 
+def build(name: str, candidates: dict[str, tuple[str, dict]]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if name == "gpt2":
+        return gpt2_baseline()
+    fields = {**candidates[name][1], "n_vocab_size": VOCAB, "n_pos_size": BLOCK}
+    return genesis.Genesis(genesis.GenesisConfig(**fields))
+
+
+def throughput(names: list[str], candidates, train_ids: torch.Tensor, repeats: int, steps: int = 3) -> dict[str, float]:
+    """Training tokens/s of each model, measured side by side: every repeat times each model in turn
+    on the same batches, so load on the machine hits all of them alike; the median of the repeats."""
+    models = {name: build(name, candidates).train() for name in names}
+    optimizers = {name: make_optimizer(model, TrainingConfig()) for name, model in models.items()}
+    g = torch.Generator().manual_seed(3)
+    batches = [Batch(*gdata.get_batch(train_ids, BLOCK, BATCH, g)) for _ in range(steps)]
+    for name in names:  # warm-up
+        optimization_step(models[name], optimizers[name], batches[0], 1.0)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            tick = time.perf_counter()
+            for batch in batches:
+                optimization_step(models[name], optimizers[name], batch, 1.0)
+            times[name].append(time.perf_counter() - tick)
+    return {name: steps * BATCH * BLOCK / statistics.median(t) for name, t in times.items()}
+
+
 def table(rows: list[dict], iters: int) -> str:
     base = next((r for r in rows if r["name"] == "gpt2"), None)
     lines = [
-        f"| model | parameters | val loss @{iters} | vs GPT-2 | train loss | tokens/s (train) | "
+        f"| model | parameters | val loss @{iters} | vs GPT-2 | train loss | tokens/s | speed vs GPT-2 | "
         "window loss* | prefix loss* |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def number(value, form: str) -> str:
+        return "" if value is None else format(value, form)
+
     for r in rows:
-        delta = f"{r['val_loss'] - base['val_loss']:+.3f}" if base else ""
-        window = f"{r['window_loss']:.3f}" if r["window_loss"] is not None else ""
-        prefix = f"{r['prefix_loss']:.3f}" if r["prefix_loss"] is not None else ""
+        delta = number(r["val_loss"] - base["val_loss"] if base else None, "+.3f")
+        speed = r.get("tokens_per_s_side_by_side")
+        ratio = (
+            speed / base["tokens_per_s_side_by_side"]
+            if base and speed and base.get("tokens_per_s_side_by_side")
+            else None
+        )
         lines.append(
             f"| {r['name']} | {r['parameters']:,} | {r['val_loss']:.3f} | {delta} | {r['train_loss']:.3f} | "
-            f"{r['train_tokens_per_s']:,.0f} | {window} | {prefix} |"
+            f"{number(speed, ',.0f')} | {number(ratio, '.2f')}× | {number(r['window_loss'], '.3f')} | "
+            f"{number(r['prefix_loss'], '.3f')} |"
         )
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="tinyshakespeare.txt")
     parser.add_argument("--iters", type=int, default=2000)
@@ -180,9 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix-windows", type=int, default=8, help="windows for the prefix-routing check (0: skip)")
     parser.add_argument("--only", default=None, help="comma-separated names (gpt2, " + ", ".join(CANDIDATES) + ")")
     parser.add_argument("--extra", default=None, help='JSON {"name": {config fields}} to add Genesis candidates')
+    parser.add_argument("--speed-repeats", type=int, default=7, help="side-by-side throughput repeats (0: skip)")
+    parser.add_argument("--merge", nargs="+", type=Path, help="combine the results of earlier (partial) runs")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-quality.json")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.data.is_file():
@@ -192,49 +227,61 @@ def main(argv: list[str] | None = None) -> int:
     candidates = dict(CANDIDATES)
     for name, fields in json.loads(args.extra or "{}").items():
         candidates[name] = ("extra", fields)
-    names = ["gpt2", *candidates]
-    if args.only:
-        names = [n for n in args.only.split(",") if n]
+    if args.merge:
+        reports = [json.loads(path.read_text()) for path in args.merge]
+        rows = [row for report in reports for row in report["results"]]
+        args.iters = reports[0]["recipe"]["iters"]
+        args.prefix_windows = reports[0].get("prefix_windows", args.prefix_windows)
+        for row in rows:  # an extra candidate of an earlier run keeps its config
+            if row["name"] not in candidates and row["name"] != "gpt2":
+                candidates[row["name"]] = (row["description"], row["config"])
+    else:
+        names = args.only.split(",") if args.only else ["gpt2", *candidates]
         unknown = [n for n in names if n != "gpt2" and n not in candidates]
         if unknown:
             print(f"unknown model(s): {', '.join(unknown)}", file=sys.stderr)
             return 2
-    budget = parameters(gpt2_baseline())
-    rows = []
-    for name in names:
-        torch.manual_seed(0)
-        if name == "gpt2":
-            model = gpt2_baseline()
-        else:
-            model = genesis.Genesis(
-                genesis.GenesisConfig(**{**candidates[name][1], "n_vocab_size": VOCAB, "n_pos_size": BLOCK})
-            )
-            if parameters(model) > budget:
-                print(f"skipping {name}: {parameters(model):,} parameters > GPT-2's {budget:,}")
-                continue
-        row = run_one(name, model, data, args)
-        row["description"] = "GPT-2, 4 layers, 4 heads, 128 dims" if name == "gpt2" else candidates[name][0]
-        rows.append(row)
+        rows = train_all(names, candidates, data, args)
+    if args.speed_repeats:
+        print("\nmeasuring training throughput side by side…", flush=True)
+        speeds = throughput([r["name"] for r in rows], candidates, data[0], args.speed_repeats)
+        for row in rows:
+            row["tokens_per_s_side_by_side"] = speeds[row["name"]]
     markdown = table(rows, args.iters)
-    print("\n" + markdown)
-    print(
-        f"\n*on {args.prefix_windows} validation windows: full-window routing vs each position seeing only its "
-        "prefix (the gap is what the whole-window soma leaks from the future)."
+    note = (
+        f"*on {args.prefix_windows} validation windows: the loss with each window routed whole vs each position "
+        "predicted from its prefix alone (route included); the gap is what the whole-window soma leaks from the future."
     )
+    print("\n" + markdown + "\n\n" + note)
     report = dict(
         recipe=dict(
             iters=args.iters, block=BLOCK, batch=BATCH, lr=1e-3, warmup=min(100, args.iters // 10), min_lr=1e-4
         ),
         eval_batches=args.eval_batches,
+        prefix_windows=args.prefix_windows,
         machine=dict(python=platform.python_version(), torch=torch.__version__, threads=torch.get_num_threads()),
         created=time.strftime("%Y-%m-%d %H:%M"),
         results=rows,
         markdown=markdown,
     )
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown + "\n")
+    args.out.with_suffix(".md").write_text(markdown + "\n\n" + note + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
+
+
+def train_all(names: list[str], candidates, data, args) -> list[dict]:
+    budget = parameters(gpt2_baseline())
+    rows = []
+    for name in names:
+        model = build(name, candidates)
+        if parameters(model) > budget:
+            print(f"skipping {name}: {parameters(model):,} parameters > GPT-2's {budget:,}")
+            continue
+        row = run_one(name, model, data, args)
+        row["description"] = "GPT-2, 4 layers, 4 heads, 128 dims" if name == "gpt2" else candidates[name][0]
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":

@@ -246,48 +246,38 @@ def _with_margins(frame: pd.DataFrame, thresholds: list[list[float]]) -> pd.Data
 # Counts over a run
 
 
-def firing_frequency(run: ActivationRun, normalize: bool = False) -> pd.DataFrame:
-    """Section × neuron: how many inputs each neuron fired for (share of inputs with normalize)."""
+def _count_table(frame: pd.DataFrame, rows: str, columns: str, row_values, column_values) -> pd.DataFrame:
+    """How many rows of `frame` have each (rows, columns) pair, over the given values (0 when none)."""
     counts = (
-        run.routes.groupby(["section", "neuron"])
+        frame.groupby([rows, columns])
         .size()
         .unstack(fill_value=0)
-        .reindex(index=range(run.n_sections), columns=range(run.n_neurons), fill_value=0)
+        .reindex(index=row_values, columns=column_values, fill_value=0)
     )
-    counts.index.name, counts.columns.name = "section", "neuron"
+    counts.index.name, counts.columns.name = rows, columns
+    return counts
+
+
+def firing_frequency(run: ActivationRun, normalize: bool = False) -> pd.DataFrame:
+    """Section × neuron: how many inputs each neuron fired for (share of inputs with normalize)."""
+    counts = _count_table(run.routes, "section", "neuron", range(run.n_sections), range(run.n_neurons))
     return counts / run.n_inputs if normalize else counts
 
 
 def start_distribution(run: ActivationRun) -> pd.DataFrame:
     """Section × start candidate: how many inputs each section's route started at that neuron."""
-    counts = (
-        run.sections.groupby(["section", "start"])
-        .size()
-        .unstack(fill_value=0)
-        .reindex(index=range(run.n_sections), columns=range(run.n_start_candidates), fill_value=0)
-    )
-    counts.index.name, counts.columns.name = "section", "start"
-    return counts
+    return _count_table(run.sections, "section", "start", range(run.n_sections), range(run.n_start_candidates))
 
 
 def route_lengths(run: ActivationRun) -> pd.DataFrame:
     """Route length (neurons fired, 1..n_neurons) × section: how many inputs had that length."""
-    counts = (
-        run.sections.groupby(["length", "section"])
-        .size()
-        .unstack(fill_value=0)
-        .reindex(index=range(1, run.n_neurons + 1), columns=range(run.n_sections), fill_value=0)
-    )
-    counts.index.name, counts.columns.name = "length", "section"
-    return counts
+    return _count_table(run.sections, "length", "section", range(1, run.n_neurons + 1), range(run.n_sections))
 
 
 def stop_reasons(run: ActivationRun) -> pd.DataFrame:
     """Section × reason: how many inputs' routes stopped for each reason."""
-    counts = run.sections.groupby(["section", "stop_reason"]).size().unstack(fill_value=0)
-    counts = counts.reindex(index=range(run.n_sections), fill_value=0)
-    counts.index.name, counts.columns.name = "section", "stop_reason"
-    return counts
+    reasons = sorted(run.sections["stop_reason"].unique())
+    return _count_table(run.sections, "section", "stop_reason", range(run.n_sections), reasons)
 
 
 def transitions(run: ActivationRun) -> pd.DataFrame:

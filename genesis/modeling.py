@@ -28,6 +28,7 @@ DROPOUT = 0.1
 LN_EPS = 1e-5
 STRAIGHT_THROUGH_TEMPERATURE = 0.1
 CACHE_FLOATS = 1 << 17  # batched candidate evaluation works on slices of about this many floats (512 KiB)
+GATHER_FLOATS = 1 << 16  # candidates' dendrite weights are gathered for batched ops only up to this size
 
 
 def neighbor_wiring(config: GenesisConfig) -> list[list[list[int]]]:
@@ -203,6 +204,9 @@ class Section(nn.Module):
 
         Samples are independent here, so large batches go in slices whose work fits in cache.
         """
+        if len(neurons) * self.dendrites.weight[0].numel() > GATHER_FLOATS:
+            # Wide neurons: gathering their weights costs more than it saves; run each on views.
+            return torch.stack([self.interact(x, neuron) for neuron in neurons])
         index = self.neuron_index(neurons, x.device)
         per_slice = max(1, CACHE_FLOATS // (len(neurons) * x.shape[1] * x.shape[2]))
         if x.shape[0] <= per_slice:

@@ -230,19 +230,20 @@ def _full(values: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Tensor:
 def _hop(step: _Step, neighbors, full, means, chosen, threshold: float, index, batch: int) -> Hop:
     """The trace of one batch-routing hop; `index`: the passing positions among the alive rows (None: all)."""
     rows = _select(step.rows, index)  # batch indices of the passing rows; None: the whole batch
-    passed = torch.zeros(batch, dtype=torch.bool)
-    passed[slice(None) if rows is None else rows.cpu()] = True
-    flags = passed.tolist()
-    return Hop(step.neuron, candidates_from(neighbors, full.tolist(), means), chosen, threshold, flags, any(flags))
+    if rows is None:
+        passed = [True] * batch
+    else:
+        passed = [False] * batch
+        for row in rows.tolist():
+            passed[row] = True
+    return Hop(step.neuron, candidates_from(neighbors, full.tolist(), means), chosen, threshold, passed, any(passed))
 
 
 # ---------------------------------------------------------------------------------------------
 # Per-sample routing
 
 
-def _by_neuron(
-    x: torch.Tensor, source: torch.Tensor, neuron_of_item: torch.Tensor, run: Callable
-) -> torch.Tensor:
+def _by_neuron(x: torch.Tensor, source: torch.Tensor, neuron_of_item: torch.Tensor, run: Callable) -> torch.Tensor:
     """run(x rows, neuron, rows) once per neuron: item i is x[source[i]] through neuron_of_item[i].
 
     Items are sorted by neuron (one gather), each neuron runs on its contiguous slice, and the results
@@ -271,7 +272,9 @@ def _rows_context(ctx: PassContext, rows: torch.Tensor) -> PassContext:
     return PassContext(mask, y, None, ctx.trainable)
 
 
-def _pair_voltages(section: Section, x: torch.Tensor, neighbors: torch.Tensor, valid: torch.Tensor, ctx) -> torch.Tensor:
+def _pair_voltages(
+    section: Section, x: torch.Tensor, neighbors: torch.Tensor, valid: torch.Tensor, ctx
+) -> torch.Tensor:
     """Voltage of every valid (row, neighbor slot), each neuron once on its rows; -inf where not a candidate."""
     voltages = torch.full(neighbors.shape, float("-inf"), dtype=x.dtype, device=x.device)
     rows, slots = valid.nonzero(as_tuple=True)

@@ -424,6 +424,7 @@ class TrainingResult:
             final_val_loss=self.final_val_loss,
             best_val_loss=self.best_val_loss,
             final_val_accuracy=last.val_accuracy if last else None,
+            routing=asdict(last.snapshot) if last and last.snapshot else None,
             curve=[dict(step=e.step, train_loss=e.train_loss, val_loss=e.val_loss) for e in self.evaluations],
         )
 
@@ -722,18 +723,19 @@ def make_trainer(model: torch.nn.Module, data: Any, config: TrainingConfig, outp
 DEMO_COMMAND = "python3 dev.py demo  (= python -m genesis demo)"
 
 
-def demo_recipe(steps: int = 1200) -> tuple[GenesisConfig, TrainingConfig]:
-    """The demo model's config and recipe: the app's default config, a byte-level LM on the docstrings."""
+def demo_recipe(steps: int = 1000) -> tuple[GenesisConfig, TrainingConfig]:
+    """The demo model: the app's default config with trainable routing (so the voltages and thresholds
+    a user sees on the Run page are learned, not initial), a byte-level LM on the docstrings."""
     from .configuration import preset
 
-    config = preset("app", n_pos_size=128)
+    config = preset("app", n_pos_size=128, n_trainable_routing=True)
     recipe = TrainingConfig(
-        steps=steps, batch_size=16, block_size=128, lr=2e-3, warmup=60, min_lr=1e-4, eval_every=100, eval_batches=20
+        steps=steps, batch_size=8, block_size=128, lr=2e-3, warmup=50, min_lr=1e-4, eval_every=100, eval_batches=10
     )
     return config, recipe
 
 
-def build_demo(folder: str | Path, steps: int = 1200, callback: Callable[[TrainingEvent], None] | None = None):
+def build_demo(folder: str | Path, steps: int = 1000, callback: Callable[[TrainingEvent], None] | None = None):
     """Train the demo model from scratch and save it, with training.json, in `folder`."""
     from .modeling import Genesis
 
@@ -744,7 +746,8 @@ def build_demo(folder: str | Path, steps: int = 1200, callback: Callable[[Traini
     info.update(
         data="the Python standard library's docstrings (genesis.data.stdlib_docstring_corpus), byte level",
         command=DEMO_COMMAND,
-        summary=f"byte-level LM on stdlib docstrings, {result.steps_done} steps, val loss {result.final_val_loss:.2f}",
+        summary=f"byte-level LM on stdlib docstrings, trainable routing, {result.steps_done} steps, "
+        f"val loss {result.final_val_loss:.2f}",
     )
     save_checkpoint(model, folder, info)
     return model, info

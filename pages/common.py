@@ -242,7 +242,11 @@ def leave_pages_directory_mode() -> None:
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        # Only on a session's first run: a later rerun would drop a pressed button (AppTest resets
+        # this flag before every run, so its runs would each lose their click).
+        if not st.session_state.get("_left_pages_directory_mode"):
+            st.session_state["_left_pages_directory_mode"] = True
+            st.rerun()
 
 
 def model_picker() -> ActiveModel | None:

@@ -143,7 +143,10 @@ def decisions(section) -> list:
         section.alive,
         section.count,
         section.stop_reason,
-        [(h.source, [c.neuron for c in h.candidates], h.chosen, h.passed, h.fired, h.stop_reason) for h in section.hops],
+        [
+            (h.source, [c.neuron for c in h.candidates], h.chosen, h.passed, h.fired, h.stop_reason)
+            for h in section.hops
+        ],
     ]
 
 
@@ -159,7 +162,7 @@ def assert_same_outputs(got, expected) -> None:
     torch.testing.assert_close(got.outputs, expected.outputs, atol=ATOL, rtol=1e-4)
     assert (got.loss is None) == (expected.loss is None)
     if got.loss is not None:
-        assert float(got.loss) == pytest.approx(float(expected.loss), abs=ATOL, rel=1e-4)
+        assert float(got.loss.detach()) == pytest.approx(float(expected.loss.detach()), abs=ATOL, rel=1e-4)
 
 
 def run(model: Genesis, case: Case, rows: slice = slice(None), **kwargs):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,3 +56,18 @@ def widget(at: AppTest, kind: str, key: str):
 @pytest.fixture
 def app():
     return open_app
+
+
+@pytest.fixture(autouse=True)
+def navigation_mode(monkeypatch):
+    """Run every AppTest run the way a server runs after its first page view: through app.py's
+    st.navigation. AppTest resets Streamlit's "pages/ folder" flag before each run, so without this
+    every run would start in the old pages-directory mode, and `common.leave_pages_directory_mode`
+    would rerun it, dropping any button click the test made. (Renaming pages/ makes this moot.)"""
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)

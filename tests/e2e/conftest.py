@@ -73,6 +73,15 @@ def start_app(port: int | None = None, log: Path | None = SERVER_LOG) -> tuple[s
     raise RuntimeError("streamlit did not start within 60 s")
 
 
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:  # e.g. a worker thread still running: the test already said so
+        proc.kill()
+        proc.wait(10)
+
+
 def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
 
@@ -95,8 +104,7 @@ def app_server(browser):
         context.close()
         yield url, seen
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_app(proc)
 
 
 @pytest.fixture(scope="session")
@@ -155,23 +163,30 @@ def screenshot(page, name: str) -> Path:
 
 # Streamlit marks its root element with the script state ("running", "notRunning", ...) and the
 # connection state; its own end-to-end tests wait on these attributes too. Element code is loaded
-# lazily, with a skeleton drawn until it arrives, so "done" also means no skeleton left.
+# lazily, with a skeleton drawn until it arrives, so "done" also means no skeleton left, and every
+# page of this app draws at least its title.
 _IDLE = (
     "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
     " return app && app.dataset.testConnectionState === 'CONNECTED'"
     " && app.dataset.testScriptState === 'notRunning'"
-    " && document.querySelector('[data-testid=\"stMainBlockContainer\"]')"
+    " && document.querySelector('[data-testid=\"stMainBlockContainer\"] [data-testid=\"stElementContainer\"]')"
     " && !document.querySelector('[data-testid=\"stSkeleton\"]'); }"
 )
 
 
 def wait_for_app(page, timeout: float = 60_000, settle_ms: int = 250) -> None:
     """Wait until Streamlit has finished running the script. `settle_ms` first gives a rerun that was
-    just triggered (a key press, a click) time to start, so we do not see the previous idle state."""
+    just triggered (a key press, a click) time to start, so we do not see the previous idle state;
+    the idle state must also hold a moment later (a script that calls st.rerun is idle in between)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
     if settle_ms:
         page.wait_for_timeout(settle_ms)
-    page.wait_for_function(_IDLE, timeout=timeout)
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        page.wait_for_function(_IDLE, timeout=max(1.0, deadline - time.monotonic()) * 1000)
+        page.wait_for_timeout(150)
+        if page.evaluate(_IDLE) or time.monotonic() > deadline:
+            return
 
 
 def goto(page, url: str, timeout: float = 60_000) -> None:
@@ -180,11 +195,14 @@ def goto(page, url: str, timeout: float = 60_000) -> None:
 
 
 def errors_on_page(page) -> list[str]:
-    """Exceptions Streamlit drew (stException) and any 'Traceback' text: both mean a crash shown to a user."""
+    """Exceptions Streamlit drew (stException), any 'Traceback' text and a 'Page not found' dialog:
+    each is a failure shown to the user."""
     found = [e.inner_text() for e in page.locator('[data-testid="stException"]').all()]
     body = page.locator('[data-testid="stMain"]').inner_text() if page.locator('[data-testid="stMain"]').count() else ""
     if "Traceback" in body:
         found.append(body[body.index("Traceback") :][:2000])
+    # Streamlit's modal for a URL that names no page ("Page not found ... Running the app's main page").
+    found += [d for d in page.locator('[role="dialog"]').all_inner_texts() if "not found" in d.lower()]
     return found
 
 

@@ -39,11 +39,13 @@ PAGES = {
     "train": "Train",
 }
 HEADINGS = {**PAGES, "home": "Genesis Explorer"}
+# The default page lives at "/" (st.navigation gives it no path of its own: /home is "Page not found").
+PATHS = {slug: f"/{slug}" for slug in PAGES} | {"home": "/"}
 
 
 def open_and_check(page, url: str, slug: str) -> None:
     """Open a page in a new session: it shows its title and which model it shows, and no error."""
-    goto(page, f"{url}/{slug}")
+    goto(page, url + PATHS[slug])
     screenshot(page, f"page-{slug}")
     assert_no_error(page)
     assert page.locator('[data-testid="stMain"] h1').first.inner_text().strip() == HEADINGS[slug]

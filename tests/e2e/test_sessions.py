@@ -187,14 +187,21 @@ def train_then_texts(session: Session, page, step: int) -> None:
     wait_for_app(page)
     assert_no_error(page)
     open_page(page, "run")
-    choose(page, "model_source_widget", "Trained in this session")
-    wait_for_app(page)
+    pick_model(page, "Trained in this session")
     assert_no_error(page)
     assert "Model: trained in this session" in main_text(page)
     assert shown_routes(route_caption(page))[0], "the trained model routes the text"
-    choose(page, "model_source_widget", FRESH)
-    wait_for_app(page)
+    pick_model(page, FRESH)
     run_text(page, session.texts[0])
+
+
+def pick_model(page, source: str) -> None:
+    """Choose a model in the sidebar and wait for the run that shows it (the URL names the source)."""
+    choose(page, "model_source_widget", source)
+    page.wait_for_function(
+        "(source) => new URLSearchParams(location.search).get('source') === source", arg=source, timeout=120_000
+    )
+    wait_for_app(page, timeout=120_000)
 
 
 TEXTS = ["hello world", "Genesis routes a signal through a few neurons.", "😀 emoji, 中文, and tabs\there"]

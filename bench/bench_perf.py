@@ -1,0 +1,420 @@
+"""Performance benchmark: every number is a ratio of two contestants measured side by side in one run.
+
+Each repeat runs both contestants one after the other (alternating which goes first), so load on a
+shared machine hits both alike; the tables show medians over the repeats. For the app config
+(d128, 2 sections x 16 neurons, 4 attentive, 4 heads, byte vocabulary) and the original's defaults
+(d1280, 50257 tokens; built once, fewer repeats):
+
+- forward (eval, no grad) of the fast routing vs the reference (SPEC followed literally), B=8 and B=1;
+- forward with trace=True vs without;
+- per-input routes: N inputs each routed as if alone (per-sample routing, one call) vs a loop of N
+  batch-of-one forwards of the fast model;
+- training tokens/s vs transformers' GPT-2 with about as many parameters, same loop (AdamW, fwd+bwd+step);
+- achieved GFLOP/s of the fast forward (matmul FLOPs it really did) vs a large fp32 matmul.
+
+Then a scale table (forward cost as n_neurons, n_neighbors, n_dim and length grow) and the app's
+size budget. Results go to bench/results-perf.json as well.
+
+    python3 dev.py bench                  # everything (several minutes on 2 cores)
+    python3 dev.py bench --quick          # CI-sized: small inputs, few repeats, app config only
+    python3 dev.py bench --threads 1      # pin torch's intra-op threads (default: torch's choice)
+    python3 dev.py bench --only forward,training --configs app
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from genesis import Genesis, GenesisConfig, preset  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results-perf.json"
+LENGTH = 64
+PARTS = ("forward", "trace", "per_sample", "training", "flops", "scale")
+
+
+@dataclass
+class Plan:
+    """How much to measure: the full run, or --quick."""
+
+    repeats: int  # forward-sized measurements (the original config uses a third, at least 2)
+    per_sample_inputs: dict[str, int]  # per config
+    loop_repeats: int
+    train_steps: int
+    train_batch: dict[str, int]
+    scale: bool
+
+
+FULL = Plan(15, {"app": 512, "original": 16}, 3, 8, {"app": 12, "original": 2}, True)
+QUICK = Plan(3, {"app": 32, "original": 4}, 1, 2, {"app": 12, "original": 1}, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+
+
+def side_by_side(contestants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each contestant; every repeat runs all of them, the order alternating."""
+    names = list(contestants)
+    for name in names:  # warm-up: first-call allocations and lazy initialisation
+        contestants[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            contestants[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def tokens(config: GenesisConfig, batch: int, length: int = LENGTH, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, min(config.n_vocab_size, 256), (batch, length), generator=g)
+
+
+def build(config: GenesisConfig) -> Genesis:
+    """A model in eval mode, with the app's size limits lifted (the original config is large)."""
+    return Genesis(config, max_parameters=None, max_activation_bytes=None).eval()
+
+
+def twin(model: Genesis, **fields) -> Genesis:
+    """The same weights under other config fields."""
+    other = build(GenesisConfig(**{**model.config.user_dict(), **fields}))
+    other.load_state_dict(model.state_dict())
+    return other.eval()
+
+
+def forward(model: Genesis, x: torch.Tensor, **kwargs) -> Callable[[], object]:
+    def run():
+        with torch.no_grad():
+            return model(x, **kwargs)
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# The measurements
+
+
+def bench_forward(model: Genesis, batch: int, repeats: int) -> dict:
+    """Fast routing vs the reference path, eval forward without grad."""
+    x = tokens(model.config, batch)
+    t = side_by_side({"fast": forward(model, x), "reference": forward(model, x, implementation="reference")}, repeats)
+    return dict(
+        batch=batch,
+        length=LENGTH,
+        fast_ms=1e3 * t["fast"],
+        reference_ms=1e3 * t["reference"],
+        speedup=t["reference"] / t["fast"],
+    )
+
+
+def bench_trace(model: Genesis, batch: int, repeats: int) -> dict:
+    """Tracing on vs off (fast routing)."""
+    x = tokens(model.config, batch)
+    t = side_by_side({"off": forward(model, x), "on": forward(model, x, trace=True)}, repeats)
+    return dict(batch=batch, length=LENGTH, off_ms=1e3 * t["off"], on_ms=1e3 * t["on"], overhead=t["on"] / t["off"])
+
+
+def bench_per_sample(model: Genesis, inputs: int, repeats: int) -> dict:
+    """N inputs each routed as if alone: one per-sample call vs a loop of batch-of-one fast forwards."""
+    x = tokens(model.config, inputs, seed=1)
+    per_sample = twin(model, n_routing="sample")
+
+    def loop():
+        with torch.no_grad():
+            for i in range(inputs):
+                model(x[i : i + 1])
+
+    t = side_by_side({"batched": forward(per_sample, x), "loop": loop}, repeats)
+    return dict(
+        inputs=inputs,
+        length=LENGTH,
+        batched_s=t["batched"],
+        loop_s=t["loop"],
+        speedup=t["loop"] / t["batched"],
+        per_input_ms=1e3 * t["batched"] / inputs,
+    )
+
+
+def gpt2_like(config: GenesisConfig, parameters: int):
+    """transformers' GPT-2 at the config's width and vocabulary, with the layer count that comes
+    closest to `parameters`."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    heads = next(h for h in (16, 12, 8, 4, 2, 1) if config.n_dim % h == 0 and config.n_dim // h >= 32)
+    fields = dict(
+        n_embd=config.n_dim,
+        n_head=heads,
+        vocab_size=config.n_vocab_size,
+        n_positions=LENGTH,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    one = sum(p.numel() for p in GPT2LMHeadModel(GPT2Config(n_layer=1, **fields)).parameters())
+    two = sum(p.numel() for p in GPT2LMHeadModel(GPT2Config(n_layer=2, **fields)).parameters())
+    layers = max(1, round((parameters - one) / (two - one)) + 1)
+    return GPT2LMHeadModel(GPT2Config(n_layer=layers, **fields)).train(), layers
+
+
+def bench_training(model: Genesis, batch: int, steps: int) -> dict:
+    """Tokens per second of the same loop (AdamW, forward + backward + step) for Genesis and GPT-2.
+
+    Trains `model` itself (so measure it last).
+    """
+    genesis_model = model.train()
+    n_genesis = sum(p.numel() for p in genesis_model.parameters())
+    gpt2, layers = gpt2_like(model.config, n_genesis)
+    n_gpt2 = sum(p.numel() for p in gpt2.parameters())
+    data = tokens(model.config, batch * (steps + 1), seed=2).view(steps + 1, batch, LENGTH)
+    optimizers = {
+        "genesis": torch.optim.AdamW(genesis_model.parameters(), lr=1e-3),
+        "gpt2": torch.optim.AdamW(gpt2.parameters(), lr=1e-3),
+    }
+    position = {"genesis": 0, "gpt2": 0}
+
+    def step(name: str) -> Callable[[], None]:
+        def run():
+            x = data[position[name] % len(data)]
+            position[name] += 1
+            if name == "genesis":
+                loss = genesis_model(x, labels=x).loss
+            else:
+                loss = gpt2(input_ids=x, labels=x).loss
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[name].step()
+
+        return run
+
+    t = side_by_side({"genesis": step("genesis"), "gpt2": step("gpt2")}, steps)
+    result = dict(
+        batch=batch,
+        length=LENGTH,
+        genesis_parameters=n_genesis,
+        gpt2_parameters=n_gpt2,
+        gpt2_layers=layers,
+        genesis_tokens_per_s=batch * LENGTH / t["genesis"],
+        gpt2_tokens_per_s=batch * LENGTH / t["gpt2"],
+        ratio=t["gpt2"] / t["genesis"],
+    )
+    return result
+
+
+def routed_flops(model: Genesis, x: torch.Tensor, implementation: str = "fast") -> int:
+    """Matmul and attention FLOPs that one forward really did (the fast path: only the rows still alive)."""
+    attention = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+    def sdpa(query, key, value, *args, **kwargs):
+        return sdpa_flop_count(query, key, value)
+
+    counter = FlopCounterMode(display=False, custom_mapping={attention: sdpa})
+    with torch.no_grad(), counter:
+        model(x, implementation=implementation)
+    return counter.get_total_flops()
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    t = side_by_side({"mm": lambda: a @ b}, repeats)["mm"]
+    return 2 * size**3 / t / 1e9
+
+
+def bench_flops(model: Genesis, batch: int, repeats: int, peak: float) -> dict:
+    x = tokens(model.config, batch)
+    flops = routed_flops(model, x)
+    t = side_by_side({"fast": forward(model, x)}, repeats)["fast"]
+    return dict(
+        batch=batch,
+        length=LENGTH,
+        gflop=flops / 1e9,
+        gflops_per_s=flops / t / 1e9,
+        matmul_gflops_per_s=peak,
+        fraction_of_matmul=flops / t / 1e9 / peak,
+    )
+
+
+SCALE = [
+    ("n_neurons", [8, 16, 32, 64]),
+    ("n_neighbors", [2, 4, 8]),
+    ("n_dim", [64, 128, 256, 512, 1024]),
+    ("length", [16, 64, 256]),
+]
+
+
+def scale_table(repeats: int, grid: list[tuple[str, list[int]]] = SCALE, base: str = "app") -> list[dict]:
+    """Forward cost (fast, eval) from a preset, one field at a time; B=1 and B=8."""
+    rows = []
+    for field, values in grid:
+        for value in values:
+            fields = {} if field == "length" else {field: value}
+            length = value if field == "length" else LENGTH
+            config = preset(base, **fields)
+            model = build(config)
+            row = dict(field=field, value=value, parameters=sum(p.numel() for p in model.parameters()))
+            for batch in (1, 8):
+                x = tokens(config, batch, length)
+                t = side_by_side({"fast": forward(model, x)}, repeats)["fast"]
+                with torch.no_grad():
+                    fired = model(x).neuron_activation_count
+                row.update(
+                    {f"b{batch}_ms": 1e3 * t, f"b{batch}_fired": fired, f"b{batch}_gflop": routed_flops(model, x) / 1e9}
+                )
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def table(title: str, header: list[str], rows: list[list]) -> str:
+    cells = [header] + [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells[1:]]
+    return "\n".join(lines)
+
+
+def report(results: dict) -> str:
+    out = []
+    for name, r in results["configs"].items():
+        out.append(f"\n== {name} config: {r['parameters'] / 1e6:.2f}M parameters ==")
+        if "forward" in r:
+            rows = [
+                [f"B={f['batch']},T={f['length']}", f["fast_ms"], f["reference_ms"], f["speedup"]] for f in r["forward"]
+            ]
+            out.append(table("forward (eval)", ["input", "fast ms", "reference ms", "speedup x"], rows))
+        if "trace" in r:
+            rows = [[f"B={f['batch']},T={f['length']}", f["off_ms"], f["on_ms"], f["overhead"]] for f in r["trace"]]
+            out.append(table("trace=True vs trace=False", ["input", "off ms", "on ms", "on/off"], rows))
+        if "per_sample" in r:
+            p = r["per_sample"]
+            rows = [[f"{p['inputs']} x T={p['length']}", p["batched_s"], p["loop_s"], p["speedup"], p["per_input_ms"]]]
+            header = ["inputs", "per-sample call s", "batch-of-one loop s", "speedup x", "ms per input"]
+            out.append(table("routes of inputs each as if alone", header, rows))
+        if "training" in r:
+            t = r["training"]
+            rows = [
+                ["genesis", t["genesis_parameters"], t["genesis_tokens_per_s"], 1.0],
+                [f"gpt2 ({t['gpt2_layers']} layers)", t["gpt2_parameters"], t["gpt2_tokens_per_s"], 1 / t["ratio"]],
+            ]
+            out.append(
+                table(
+                    f"training, B={t['batch']},T={t['length']}, AdamW",
+                    ["model", "params", "tokens/s", "relative"],
+                    rows,
+                )
+            )
+        if "flops" in r:
+            f = r["flops"]
+            rows = [
+                [
+                    f"B={f['batch']},T={f['length']}",
+                    f["gflop"],
+                    f["gflops_per_s"],
+                    f["matmul_gflops_per_s"],
+                    f["fraction_of_matmul"],
+                ]
+            ]
+            header = ["input", "GFLOP done", "GFLOP/s", "2048^2 matmul GFLOP/s", "fraction"]
+            out.append(table("achieved throughput (fast forward)", header, rows))
+    if results.get("scale"):
+        rows = [
+            [
+                s["field"],
+                s["value"],
+                s["parameters"],
+                s["b1_ms"],
+                s["b1_fired"],
+                s["b8_ms"],
+                s["b8_fired"],
+                s["b8_gflop"],
+            ]
+            for s in results["scale"]
+        ]
+        header = ["field", "value", "params", "B=1 ms", "fired", "B=8 ms", "fired", "B=8 GFLOP"]
+        out.append("\n" + table("scale (app config, one field changed; T=64 unless length)", header, rows))
+    return "\n\n".join(out)
+
+
+def machine() -> dict:
+    return dict(
+        torch=torch.__version__,
+        python=platform.python_version(),
+        threads=torch.get_num_threads(),
+        cpus=os.cpu_count(),
+        processor=platform.processor() or platform.machine(),
+        load_before=os.getloadavg(),
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized run: small, few repeats, app config only")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--configs", default=None, help="comma-separated: app,original")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of: {','.join(PARTS)}")
+    parser.add_argument("--repeats", type=int, help="repeats of forward-sized measurements")
+    parser.add_argument("--out", default=str(RESULTS), help="JSON results file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    plan = QUICK if args.quick else FULL
+    repeats = args.repeats or plan.repeats
+    parts = set(args.only.split(","))
+    configs = (args.configs or ("app" if args.quick else "app,original")).split(",")
+    results = dict(machine=machine(), quick=args.quick, configs={})
+    peak = matmul_gflops() if "flops" in parts else None
+    for name in configs:
+        model = build(preset(name))
+        slow = name == "original"
+        reps = max(2, repeats // 3) if slow else repeats
+        r = results["configs"][name] = dict(parameters=sum(p.numel() for p in model.parameters()))
+        print(f"[{name}] measuring...", file=sys.stderr, flush=True)
+        if "forward" in parts:
+            r["forward"] = [bench_forward(model, batch, reps) for batch in (8, 1)]
+        if "trace" in parts:
+            r["trace"] = [bench_trace(model, batch, reps) for batch in (8, 1)]
+        if "per_sample" in parts:
+            r["per_sample"] = bench_per_sample(model, plan.per_sample_inputs[name], plan.loop_repeats)
+        if "flops" in parts:
+            r["flops"] = bench_flops(model, 8, reps, peak)
+        if "training" in parts:
+            r["training"] = bench_training(
+                model, plan.train_batch[name], max(2, plan.train_steps // (4 if slow else 1))
+            )
+        del model
+        gc.collect()
+    if "scale" in parts and plan.scale:
+        print("[scale] measuring...", file=sys.stderr, flush=True)
+        results["scale"] = scale_table(max(3, repeats // 3))
+    results["machine"]["load_after"] = os.getloadavg()
+    m = results["machine"]
+    print(
+        f"torch {m['torch']}, {m['threads']} threads on {m['cpus']} CPUs; load average before "
+        f"{m['load_before'][0]:.1f}, after {m['load_after'][0]:.1f}; medians of side-by-side repeats"
+    )
+    print(report(results))
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nwritten: {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The performance benchmark runs end to end at minimal sizes (it measures; it asserts no times)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from bench import bench_perf
+from genesis import preset
+
+
+def test_benchmark_parts_run_on_a_tiny_model():
+    model = bench_perf.build(preset("tiny"))
+    forward = bench_perf.bench_forward(model, batch=2, repeats=1)
+    assert forward["fast_ms"] > 0 and forward["reference_ms"] > 0 and forward["speedup"] > 0
+    trace = bench_perf.bench_trace(model, batch=1, repeats=1)
+    assert trace["on_ms"] > 0 and trace["off_ms"] > 0
+    per_sample = bench_perf.bench_per_sample(model, inputs=3, repeats=1)
+    assert per_sample["inputs"] == 3 and per_sample["loop_s"] > 0
+    flops = bench_perf.bench_flops(model, batch=2, repeats=1, peak=bench_perf.matmul_gflops(size=64, repeats=1))
+    assert flops["gflop"] > 0 and flops["gflops_per_s"] > 0
+    training = bench_perf.bench_training(model, batch=2, steps=2)
+    # "equal parameters": the GPT-2 layer count that comes closest
+    assert training["gpt2_layers"] >= 1 and training["genesis_tokens_per_s"] > 0
+    assert abs(training["gpt2_parameters"] - training["genesis_parameters"]) < training["genesis_parameters"]
+    scale = bench_perf.scale_table(1, grid=[("n_neighbors", [1, 2]), ("length", [8])], base="tiny")
+    assert [(row["field"], row["value"]) for row in scale] == [("n_neighbors", 1), ("n_neighbors", 2), ("length", 8)]
+    results = dict(
+        configs={
+            "tiny": dict(
+                parameters=1000,
+                forward=[forward],
+                trace=[trace],
+                per_sample=per_sample,
+                flops=flops,
+                training=training,
+            )
+        },
+        scale=scale,
+    )
+    text = bench_perf.report(results)
+    for heading in ("forward (eval)", "trace=True", "as if alone", "training", "GFLOP/s", "scale"):
+        assert heading in text
+
+
+def test_routed_flops_count_only_what_ran(make_model):
+    """Fewer FLOPs than the reference path once samples stop (it computes only the live rows)."""
+    model = make_model()  # perturbed so that routes branch
+    x = bench_perf.tokens(model.config, 8, length=16)
+    with torch.no_grad():
+        alive = [sum(a) for s in model(x, trace=True).trace.sections for a in s.alive]
+    assert min(alive) < 8  # some samples did stop
+    fast = bench_perf.routed_flops(model, x)
+    reference = bench_perf.routed_flops(model, x, implementation="reference")
+    assert 0 < fast < reference
+
+
+def test_the_command_writes_its_results(tmp_path):
+    out = tmp_path / "results.json"
+    bench_perf.main(["--quick", "--only", "forward,trace", "--repeats", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    app = saved["configs"]["app"]
+    assert [f["batch"] for f in app["forward"]] == [8, 1]
+    assert saved["machine"]["threads"] >= 1
