@@ -6,6 +6,7 @@ the pass step by step. What the Home and Run pages show, as plain functions.
 from __future__ import annotations
 
 import copy
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -66,21 +67,28 @@ def class_probabilities(output: GenesisOutput, sample: int = 0) -> list[float]:
     return output.outputs[sample].float().flatten().tolist()
 
 
+_SAMPLING = threading.Lock()
+
+
 @torch.no_grad()
 def continuation(
     model: Genesis, ids: list[int], max_new_tokens: int, temperature: float, top_p: float, seed: int
 ) -> list[int]:
-    """New token ids sampled after `ids` (stops at end-of-text); `seed` makes it repeatable."""
-    torch.manual_seed(seed)
-    out = model.generate(
-        torch.tensor([ids], device=model.device),
-        max_new_tokens=max_new_tokens,
-        do_sample=temperature > 0,
-        temperature=max(temperature, 1e-5),
-        top_p=top_p,
-        eos_token_id=EOS_ID,
-        pad_token_id=PAD_ID,
-    )
+    """New token ids sampled after `ids` (stops at end-of-text); `seed` makes it repeatable.
+
+    generate() samples from torch's global generator: seeding it is serialised (two app sessions
+    sampling at once would interleave draws) and the caller's generator state is restored after."""
+    with _SAMPLING, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = model.generate(
+            torch.tensor([ids], device=model.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0,
+            temperature=max(temperature, 1e-5),
+            top_p=top_p,
+            eos_token_id=EOS_ID,
+            pad_token_id=PAD_ID,
+        )
     return [t for t in out[0, len(ids) :].tolist() if t != PAD_ID]
 
 

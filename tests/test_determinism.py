@@ -57,7 +57,12 @@ def fingerprints_in_new_processes(*settings: tuple[int, str]) -> list[dict]:
         children.append(
             subprocess.Popen(
                 [sys.executable, "-c", CHILD, str(global_seed)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=ROOT,
             )  # fmt: skip
         )
     results = []

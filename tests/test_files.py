@@ -89,14 +89,14 @@ def test_pickle_is_refused_everywhere_and_never_unpickled(tmp_path, files):
         for name in PICKLE_NAMES:
             on_disk = tmp_path / name
             on_disk.write_bytes(payload)
-            for attempt in (
-                lambda: gio.read_weights(payload, name),
-                lambda: gio.read_weights(on_disk),
-                lambda: gio.load_model(config_json, payload, "config.json", name),
-                lambda: gio.load_model(config_json, on_disk),
+            for load, args in (
+                (gio.read_weights, (payload, name)),
+                (gio.read_weights, (on_disk,)),
+                (gio.load_model, (config_json, payload, "config.json", name)),
+                (gio.load_model, (config_json, on_disk)),
             ):
                 with pytest.raises(gio.LoadError) as raised:
-                    attempt()
+                    load(*args)
                 message = str(raised.value)
                 assert name in message
                 assert "pickle" in message or "safetensors" in message, message

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import torch
+import transformers
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 import genesis
-import transformers
 from genesis import Genesis, GenesisConfig
 from genesis import io as gio
 from genesis.configuration import (
@@ -356,7 +356,9 @@ def invalid_configs(draw) -> tuple[dict[str, Any], set[str], bool]:
         blamed = {name}
     elif kind == "divisible":
         fields.update(n_section="split", n_sections=draw(st.integers(2, 8)))
-        fields["n_dim"] = fields["n_sections"] * draw(st.integers(1, 8)) + draw(st.integers(1, fields["n_sections"] - 1))
+        fields["n_dim"] = fields["n_sections"] * draw(st.integers(1, 8)) + draw(
+            st.integers(1, fields["n_sections"] - 1)
+        )
         blamed = {"n_dim"}
     elif kind == "heads":
         fields.update(n_section="sequential", n_attentive_neurons=max(1, fields["n_attentive_neurons"]))
@@ -447,7 +449,9 @@ def test_size_guard_refuses_before_allocating_and_the_estimate_is_exact(fields):
         # (test_size_guard.py shows the refusal without it).
         with pytest.raises(SizeError) as raised, torch.device("meta"):
             Genesis(config)
-        shown = human(estimate.total) if estimate.total > DEFAULT_MAX_PARAMETERS else human(estimate["activation_bytes"])
+        shown = (
+            human(estimate.total) if estimate.total > DEFAULT_MAX_PARAMETERS else human(estimate["activation_bytes"])
+        )
         assert shown in str(raised.value)
     # The meta device allocates nothing; the wiring is still made in Python (O(sections × neurons²)).
     if estimate.total <= 50_000_000 and config.n_sections * config.n_neurons**2 <= 2**20:

@@ -276,4 +276,3 @@ def test_eight_sessions_at_once_see_their_own_routes(app_url):
     for s in sessions:
         assert s.actions >= 2, f"{s.name} did too little in {SECONDS} s ({s.actions} actions)"
     assert {"run", "build", "train", "activations", "compare", "home"} <= set().union(*(s.pages for s in sessions))
-
