@@ -163,7 +163,7 @@ def test_run_text_shows_route_and_explains_empty_text(app_url, page):
     run_text(page, "")
     screenshot(page, "run-empty-text")
     assert_no_error(page)
-    assert any("empty" in m.lower() or "text" in m.lower() for m in alerts(page)), alerts(page)
+    assert any("empty" in m.lower() for m in alerts(page)), alerts(page)
 
 
 def test_shared_url_restores_state(app_url, browser, page):
