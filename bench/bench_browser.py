@@ -39,6 +39,7 @@ from tests.e2e.conftest import (  # noqa: E402  (the repo root has to be on the 
     press_slider,
     slider_value,
     start_app,
+    stop_app,
     wait_for_app,
     wait_for_figure_change,
 )
@@ -97,8 +98,7 @@ def cold_start(browser, repeats: int) -> dict[str, list[float]]:
             chart.append(time.perf_counter() - start)
             context.close()
         finally:
-            proc.terminate()
-            proc.wait(10)
+            stop_app(proc)
     return {"server": server, "chart": chart}
 
 
@@ -168,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             run = run_route(page, url, args.repeats)
             context.close()
         finally:
-            proc.terminate()
-            proc.wait(10)
+            stop_app(proc)
         browser.close()
 
     load_after = os.getloadavg()[0]

@@ -45,7 +45,7 @@ from genesis import Genesis, GenesisConfig, preset  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results-perf.json"
 LENGTH = 64
-PARTS = ("forward", "trace", "per_sample", "training", "flops", "scale")
+PARTS = ("forward", "trace", "per_sample", "training", "flops", "scale", "budget")
 
 
 @dataclass
@@ -68,6 +68,10 @@ QUICK = Plan(3, {"app": 32, "original": 4}, 1, 2, {"app": 12, "original": 1}, Fa
 # Measuring
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]  # --clock cpu: this process's CPU seconds, steadier on a loaded machine with 1 thread
+
+
 def side_by_side(contestants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median seconds of each contestant; every repeat runs all of them, the order alternating."""
     names = list(contestants)
@@ -76,9 +80,9 @@ def side_by_side(contestants: dict[str, Callable[[], object]], repeats: int) -> 
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
+            start = clock()
             contestants[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -249,6 +253,28 @@ def bench_flops(model: Genesis, batch: int, repeats: int, peak: float) -> dict:
     )
 
 
+BUDGET = dict(n_dim=768)  # the app config widened to about 25M parameters, near the app's 30M limit
+
+
+def bench_budget(repeats: int) -> list[dict]:
+    """Forward cost near the app's size limit: single inputs as the Run page sends them."""
+    model = build(preset("app", **BUDGET))
+    rows = []
+    for batch, length in ((1, 64), (1, 256), (8, 64)):
+        x = tokens(model.config, batch, length)
+        t = side_by_side({"fast": forward(model, x)}, repeats)["fast"]
+        rows.append(
+            dict(
+                fields=BUDGET,
+                parameters=sum(p.numel() for p in model.parameters()),
+                batch=batch,
+                length=length,
+                fast_ms=1e3 * t,
+            )
+        )
+    return rows
+
+
 SCALE = [
     ("n_neurons", [8, 16, 32, 64]),
     ("n_neighbors", [2, 4, 8]),
@@ -350,6 +376,13 @@ def report(results: dict) -> str:
         ]
         header = ["field", "value", "params", "B=1 ms", "fired", "B=8 ms", "fired", "B=8 GFLOP"]
         out.append("\n" + table("scale (app config, one field changed; T=64 unless length)", header, rows))
+    if results.get("budget"):
+        b = results["budget"]
+        rows = [[f"B={r['batch']},T={r['length']}", r["fast_ms"]] for r in b]
+        title = (
+            f"near the app's size limit: app config with {b[0]['fields']}, {b[0]['parameters'] / 1e6:.1f}M parameters"
+        )
+        out.append(table(title, ["input", "fast ms"], rows))
     return "\n\n".join(out)
 
 
@@ -372,14 +405,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of: {','.join(PARTS)}")
     parser.add_argument("--repeats", type=int, help="repeats of forward-sized measurements")
     parser.add_argument("--out", default=str(RESULTS), help="JSON results file")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall seconds, or CPU seconds")
     args = parser.parse_args(argv)
+    global clock
+    clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     plan = QUICK if args.quick else FULL
     repeats = args.repeats or plan.repeats
     parts = set(args.only.split(","))
     configs = (args.configs or ("app" if args.quick else "app,original")).split(",")
-    results = dict(machine=machine(), quick=args.quick, configs={})
+    results = dict(machine={**machine(), "clock": args.clock}, quick=args.quick, configs={})
     peak = matmul_gflops() if "flops" in parts else None
     for name in configs:
         model = build(preset(name))
@@ -404,11 +440,14 @@ def main(argv: list[str] | None = None) -> dict:
     if "scale" in parts and plan.scale:
         print("[scale] measuring...", file=sys.stderr, flush=True)
         results["scale"] = scale_table(max(3, repeats // 3))
+    if "budget" in parts and plan.scale:
+        print("[budget] measuring...", file=sys.stderr, flush=True)
+        results["budget"] = bench_budget(max(3, repeats // 3))
     results["machine"]["load_after"] = os.getloadavg()
     m = results["machine"]
     print(
-        f"torch {m['torch']}, {m['threads']} threads on {m['cpus']} CPUs; load average before "
-        f"{m['load_before'][0]:.1f}, after {m['load_after'][0]:.1f}; medians of side-by-side repeats"
+        f"torch {m['torch']}, {m['threads']} threads on {m['cpus']} CPUs, {m['clock']} clock; load average "
+        f"before {m['load_before'][0]:.1f}, after {m['load_after'][0]:.1f}; medians of side-by-side repeats"
     )
     print(report(results))
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")

@@ -122,6 +122,7 @@ def train_command(args) -> int:
         if trainer.is_world_process_zero():
             info = dict(task=task.describe(), training=recipe.to_dict(), log=trainer.state.log_history)
             (Path(args.out) / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+            (Path(args.out) / "training_args.bin").unlink(missing_ok=True)  # a pickle; training.json says it all
         return 0
     stop = {"requested": False}
 

@@ -8,6 +8,7 @@ bench/bench_browser.py: import them as `from tests.e2e.conftest import ...`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -169,7 +170,7 @@ _IDLE = (
     "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
     " return app && app.dataset.testConnectionState === 'CONNECTED'"
     " && app.dataset.testScriptState === 'notRunning'"
-    " && document.querySelector('[data-testid=\"stMainBlockContainer\"] [data-testid=\"stElementContainer\"]')"
+    ' && document.querySelector(\'[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]\')'
     " && !document.querySelector('[data-testid=\"stSkeleton\"]'); }"
 )
 
@@ -309,3 +310,46 @@ def choose(page, key: str, option: str) -> None:
 def alerts(page) -> list[str]:
     """Texts of every st.error/warning/info/success box on the page (sidebar included)."""
     return page.locator('[data-testid="stAlert"]').all_inner_texts()
+
+
+# -- this app's pages (keys set in pages/*.py) -------------------------------------------------------
+
+
+def route_caption(page) -> str:
+    """The Run page's one-line summary of every section's route ("section 0: 1 → 7 (reason) · ...")."""
+    return page.locator('[data-testid="stCaptionContainer"]', has_text="neurons fired").first.inner_text().strip()
+
+
+def caption_route(caption: str, section: int) -> list[int]:
+    """The neurons of one section's route as the caption writes them."""
+    match = re.search(rf"section {section}: ([\d →]+?) \(", caption)
+    assert match, f"no route for section {section} in {caption!r}"
+    return [int(n) for n in match.group(1).split("→")]
+
+
+def drawn_route(figure: dict) -> list[int]:
+    """The route a wiring figure draws (its "route" trace keeps the firing order in meta)."""
+    trace = next(t for t in figure["data"] if t.get("name") == "route")
+    return list(trace["meta"]["route"])
+
+
+def run_text(page, text: str) -> None:
+    """Type `text` on the Run page and press Run."""
+    keyed(page, "run_text_input").locator("textarea").fill(text)
+    keyed(page, "run_button").locator("button").click()
+    wait_for_app(page)
+
+
+def use_fresh_model(page) -> None:
+    """Pick the fresh model from the Build config in the sidebar (the default while no demo model exists)."""
+    picker = keyed(page, "model_source_widget")
+    if "Fresh model" not in picker.inner_text():
+        choose(page, "model_source_widget", "Fresh model from the Build config")
+        wait_for_app(page)
+
+
+def open_page(page, slug: str) -> None:
+    """Go to another page through the sidebar navigation (same session, unlike page.goto)."""
+    page.locator(f'[data-testid="stSidebarNav"] a[href$="/{slug}"]').click()
+    page.wait_for_url(re.compile(rf"/{slug}(\?|$)"))
+    wait_for_app(page)

@@ -15,15 +15,21 @@ from tests.e2e.conftest import (
     VIEWPORT,
     alerts,
     assert_no_error,
+    caption_route,
     choose,
+    drawn_route,
     figure_signature,
     goto,
     keyed,
     main_text,
+    open_page,
     plotly_figure,
     press_slider,
+    route_caption,
+    run_text,
     screenshot,
     slider_value,
+    use_fresh_model,
     wait_for_app,
     wait_for_figure_change,
 )
@@ -50,46 +56,6 @@ def open_and_check(page, url: str, slug: str) -> None:
     assert_no_error(page)
     assert page.locator('[data-testid="stMain"] h1').first.inner_text().strip() == HEADINGS[slug]
     assert "Model:" in main_text(page), "every page says which model it shows"
-
-
-def route_caption(page) -> str:
-    """The Run page's one-line summary of every section's route ("section 0: 1 → 7 (reason) · ...")."""
-    return page.locator('[data-testid="stCaptionContainer"]', has_text="neurons fired").first.inner_text().strip()
-
-
-def caption_route(caption: str, section: int) -> list[int]:
-    """The neurons of one section's route as the caption writes them."""
-    match = re.search(rf"section {section}: ([\d →]+?) \(", caption)
-    assert match, f"no route for section {section} in {caption!r}"
-    return [int(n) for n in match.group(1).split("→")]
-
-
-def drawn_route(figure: dict) -> list[int]:
-    """The route a wiring figure draws (its "route" trace keeps the firing order in meta)."""
-    trace = next(t for t in figure["data"] if t.get("name") == "route")
-    return list(trace["meta"]["route"])
-
-
-def run_text(page, text: str) -> None:
-    """Type `text` on the Run page and press Run."""
-    keyed(page, "run_text_input").locator("textarea").fill(text)
-    keyed(page, "run_button").locator("button").click()
-    wait_for_app(page)
-
-
-def use_fresh_model(page) -> None:
-    """Pick the fresh model from the Build config in the sidebar (the default while no demo model exists)."""
-    picker = keyed(page, "model_source_widget")
-    if "Fresh model" not in picker.inner_text():
-        choose(page, "model_source_widget", "Fresh model from the Build config")
-        wait_for_app(page)
-
-
-def open_page(page, slug: str) -> None:
-    """Go to another page through the sidebar navigation (same session, unlike page.goto)."""
-    page.locator(f'[data-testid="stSidebarNav"] a[href$="/{slug}"]').click()
-    page.wait_for_url(re.compile(rf"/{slug}(\?|$)"))
-    wait_for_app(page)
 
 
 def wiring_edges(figure: dict) -> int:
