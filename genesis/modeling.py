@@ -300,7 +300,7 @@ class CausalLM(nn.Module):
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None):
         logits = self.lm_head(h)  # (B, T, V)
         loss = None
-        if labels is not None:  # position t predicts token t+1
+        if labels is not None and labels.shape[-1] > 1:  # position t predicts token t+1 (none for one token)
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
         return logits, logits, loss
 
@@ -381,6 +381,13 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         # full-length sequence: the caller's batch size is not known yet.
         check_size(config, **{"batch_size": 1, **size_limits})
         super().__init__(config)
+        # Layers initialise themselves from torch's global generator before reset_parameters()
+        # overwrites them from a private one: leave the caller's global state as it was.
+        with torch.random.fork_rng(devices=[]):
+            self._build(config)
+        self.post_init()
+
+    def _build(self, config: GenesisConfig) -> None:
         from .routing import ROUTERS  # routing imports this module's parts
 
         wiring = neighbor_wiring(config)
@@ -402,7 +409,6 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             "bridge": BridgeOutput,
             "none": lambda c: Identity(),
         }[config.n_output](config)
-        self.post_init()
 
     # -- initialisation ---------------------------------------------------------------------
 

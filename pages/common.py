@@ -16,7 +16,7 @@ import torch
 import genesis
 from genesis import figures, graphs, probes
 from genesis import io as gio
-from genesis.configuration import FIELDS, ConfigError, SizeError, check_size
+from genesis.configuration import FIELDS, ConfigError, SizeError, check_size, smaller_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "assets" / "demo"
@@ -90,13 +90,21 @@ def validate_fields(fields: dict[str, Any]) -> tuple[genesis.GenesisConfig | Non
     config, error = parse_fields(fields)
     if error:
         return None, error
+    limits = (APP_MAX_PARAMETERS, APP_MAX_ACTIVATION_BYTES, 8, min(config.n_pos_size, 256))
     try:
-        check_size(
-            config, APP_MAX_PARAMETERS, APP_MAX_ACTIVATION_BYTES, batch_size=8, seq_len=min(config.n_pos_size, 256)
-        )
+        check_size(config, *limits)
         return config, None
     except SizeError as e:
-        return None, f"Too large for this app: {e}. Try a smaller config."
+        return None, f"Too large for this app: {e}. {_suggestion(config, limits)}"
+
+
+def _suggestion(config: genesis.GenesisConfig, limits: tuple) -> str:
+    """Name the fields to change, from the library's own shrinking of the config."""
+    smaller = smaller_config(config, *limits)
+    if smaller is None:
+        return "Try a smaller config."
+    changes = [f"{k}={v}" for k, v in smaller.user_dict().items() if v != getattr(config, k)]
+    return f"A smaller config that fits: {', '.join(changes)}."
 
 
 def current_text() -> str:

@@ -71,6 +71,8 @@ def test_the_app_explains_and_names_the_estimate():
     assert message.startswith("Too large for this app: ")
     assert f"config has {human(total)} parameters, over the limit of 30M" in message
     assert "smaller" in message
+    suggested = dict(kv.split("=") for kv in message.split("fits: ")[1].rstrip(".").split(", "))
+    assert validate_fields({**fields, **{k: int(v) for k, v in suggested.items()}})[1] is None
 
 
 @settings(max_examples=200, **SETTINGS)
