@@ -1,18 +1,20 @@
 """How the app feels in a real browser (issue 5, item 4): Debian's Chromium driven by Playwright
 against `streamlit run app.py` on 127.0.0.1, medians of several repeats.
 
-    python bench/bench_browser.py [--repeats 5] [--cold 3]
+    python bench/bench_browser.py [--repeats 7] [--cold 3]
 
 - cold start: the server process starting → the default page's first chart drawn (a new server
-  each repeat; the browser is already open, like a user's);
-- slider → redraw: on Build, one key press on the n_neighbors slider → the section-0 wiring graph
-  shows the new edges. "new" moves to a value not seen before (the model and figure are built);
-  "seen" moves back to a value this server already built (its caches answer);
-- Run → route: on Run, type a new text and click Run → the route figure of this run is drawn;
-  also until the whole page has finished (what-if, exports).
+  each repeat; the browser is already open, like a user's). Also: the server answering its health
+  check, and a fresh Python importing `genesis` (the first page view pays that import);
+- slider → redraw: on Build, one key press on the n_neighbors slider → the first frame that shows
+  section 0's wiring graph with the new edges. "new value": a value this server has not built yet
+  (model, graph and figure are built); "seen value": one it has (its caches answer);
+- Run → route: on Run, new text typed, then the mouse press on Run → the first frame that shows
+  this run's route figure; and → the page finished (what-if, exports).
 
-A time ends when the change is visible: checked in the page on every animation frame. Prints a
-table and writes bench/results-browser.json.
+The interaction times are taken in the page, from the event's own timestamp (keydown, mousedown) to
+the animation frame in which the change is first seen, so Playwright's own round trips are not
+counted. Prints a table and writes bench/results-browser.json.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.conftest import (  # noqa: E402  (the repo root has to be on the path first)
     VIEWPORT,
-    figure_signature,
     goto,
     keyed,
     launch_chromium,
@@ -41,7 +42,6 @@ from tests.e2e.conftest import (  # noqa: E402  (the repo root has to be on the 
     start_app,
     stop_app,
     wait_for_app,
-    wait_for_figure_change,
 )
 
 RESULTS = ROOT / "bench" / "results-browser.json"
@@ -49,31 +49,57 @@ TARGETS = {"cold start → first chart": 6.0, "slider → wiring redrawn (new va
 FIRST_CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
 WIRING, SLIDER = "build_wiring_0", "build_n_neighbors"
 
-# Watches one keyed element: did it go stale (a rerun started and has not re-sent it yet) and come back?
-_WATCH_JS = """
-(key) => {
-  const state = {stale: false, running: false};
+# One measurement, armed before the user's action. `start`: the timestamp of the next `event`
+# (keydown/mousedown). `end`: the frame in which the keyed element shows the result — for "figure"
+# its plotly traces differ from now; for "refresh" it went stale (Streamlit's rerun has not re-sent
+# it yet) and is fresh again, drawn. `finished`: the frame in which the script run is over.
+_ARM_JS = """
+([key, mode, event]) => {
+  const b = window.__bench = {start: null, end: null, finished: null, stale: false, running: false};
   const app = document.querySelector('[data-testid="stApp"]');
-  const seen = () => {
-    const el = document.querySelector(`.st-key-${key}`);
-    if (el && el.dataset.stale === 'true') state.stale = true;
-    if (app.dataset.testScriptState === 'running') state.running = true;
+  const box = () => document.querySelector(`.st-key-${key}`);
+  const plain = (k, v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
+  const signature = () => {
+    const el = box() && box().querySelector('.js-plotly-plot');
+    return el && el.data ? JSON.stringify(el.data, plain) : null;
   };
-  new MutationObserver(seen).observe(document.body, {attributes: true, subtree: true,
+  const before = signature();
+  if (window.__benchObserver) window.__benchObserver.disconnect();
+  window.__benchObserver = new MutationObserver(() => {
+    if (b.start === null) return;
+    if (box() && box().dataset.stale === 'true') b.stale = true;
+    if (app.dataset.testScriptState === 'running') b.running = true;
+  });
+  window.__benchObserver.observe(document.body, {attributes: true, subtree: true,
     attributeFilter: ['data-stale', 'data-test-script-state']});
-  window.__watch = state;
+  document.addEventListener(event, e => { if (b.start === null) b.start = e.timeStamp; },
+    {capture: true, once: true});
+  const tick = (now) => {
+    if (b.start !== null) {
+      const el = box();
+      if (b.end === null && (mode === 'figure'
+          ? (signature() !== null && signature() !== before)
+          : (b.stale && el && el.dataset.stale === 'false' && el.querySelector('.main-svg')))) b.end = now;
+      if (b.finished === null && b.running && app.dataset.testScriptState === 'notRunning') {
+        b.finished = now;
+        if (b.end === null) b.end = now;  // re-sent within one frame, never seen stale: the run's end
+      }
+    }
+    if (b.end === null || b.finished === null) requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
 }
 """
-_REFRESHED_JS = """
-(key) => {
-  const el = document.querySelector(`.st-key-${key}`);
-  return window.__watch.stale && el && el.dataset.stale === 'false' && el.querySelector('.main-svg') !== null;
-}
-"""
-_FINISHED_JS = """
-() => window.__watch.running
-  && document.querySelector('[data-testid="stApp"]').dataset.testScriptState === 'notRunning'
-"""
+_DONE_JS = "() => window.__bench.end !== null && window.__bench.finished !== null"
+
+
+def measure(page, key: str, mode: str, event: str, action) -> tuple[float, float]:
+    """Seconds from the user's event to the result drawn, and to the script run finished."""
+    page.evaluate(_ARM_JS, [key, mode, event])
+    action()
+    page.wait_for_function(_DONE_JS, timeout=60_000)
+    b = page.evaluate("() => window.__bench")
+    return (b["end"] - b["start"]) / 1000, (b["finished"] - b["start"]) / 1000
 
 
 def next_frame(page) -> None:
@@ -117,32 +143,25 @@ def slider_redraw(page, url: str, repeats: int) -> dict[str, list[float]]:
     start_value = int(slider_value(page, SLIDER))
     steps = ["ArrowRight"] * repeats + ["ArrowLeft", "ArrowRight"] * ((repeats + 1) // 2)
     for i, key in enumerate(steps):
-        before = figure_signature(page, WIRING)
-        start = time.perf_counter()
-        press_slider(page, SLIDER, key)
-        wait_for_figure_change(page, WIRING, before)
-        next_frame(page)
-        (new if i < repeats else seen).append(time.perf_counter() - start)
+        drawn, _ = measure(page, WIRING, "figure", "keydown", lambda key=key: press_slider(page, SLIDER, key))
+        (new if i < repeats else seen).append(drawn)
         wait_for_app(page, settle_ms=0)
-    assert int(slider_value(page, SLIDER)) == start_value + repeats
+    assert int(slider_value(page, SLIDER)) == start_value + repeats, "each key press moved the slider by one"
     return {"new": new, "seen": seen[:repeats]}
 
 
 def run_route(page, url: str, repeats: int) -> dict[str, list[float]]:
     goto(page, f"{url}/run")
+    button = keyed(page, "run_button").locator("button")
     drawn, finished = [], []
-    for i in range(repeats + 1):  # the first run warms the caches of this page's figures: not counted
+    for i in range(repeats + 1):  # the first run fills this page's caches: not counted
         keyed(page, "run_text_input").locator("textarea").fill(f"Benchmark text number {i}: the quick brown fox.")
-        page.evaluate(_WATCH_JS, "run_wiring")
-        start = time.perf_counter()
-        keyed(page, "run_button").locator("button").click()
-        page.wait_for_function(_REFRESHED_JS, arg="run_wiring", polling="raf", timeout=60_000)
-        next_frame(page)
-        route = time.perf_counter() - start
-        page.wait_for_function(_FINISHED_JS, polling="raf", timeout=60_000)
+        # From the mouse press: it also commits the typed text (the text area loses focus).
+        route, done = measure(page, "run_wiring", "refresh", "mousedown", button.click)
+        wait_for_app(page, settle_ms=0)
         if i:
             drawn.append(route)
-            finished.append(time.perf_counter() - start)
+            finished.append(done)
     return {"drawn": drawn, "finished": finished}
 
 

@@ -313,7 +313,10 @@ def table(title: str, header: list[str], rows: list[list]) -> str:
     cells = [header] + [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells[1:]]
+    lines += [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in cells[1:]
+    ]
     return "\n".join(lines)
 
 
@@ -386,6 +389,30 @@ def report(results: dict) -> str:
     return "\n\n".join(out)
 
 
+TARGETS = [  # (what, issue's target, how to read it from a config's results, higher is better)
+    ("forward speedup B=8", 2.0, lambda r: r["forward"][0]["speedup"], True),
+    ("forward speedup B=1", 2.0, lambda r: r["forward"][1]["speedup"], True),
+    ("per-input routes speedup", 15.0, lambda r: r["per_sample"]["speedup"], True),
+    ("trace on/off B=8", 1.10, lambda r: r["trace"][0]["overhead"], False),
+    ("trace on/off B=1", 1.10, lambda r: r["trace"][1]["overhead"], False),
+    ("training tokens/s vs GPT-2", 1.0, lambda r: r["training"]["ratio"], True),
+]
+
+
+def summary(results: dict) -> str:
+    """Each of the issue's targets, per config: the measured ratio and whether it is met."""
+    rows = []
+    for what, target, read, higher in TARGETS:
+        for name, r in results["configs"].items():
+            try:
+                value = read(r)
+            except (KeyError, IndexError):
+                continue
+            met = value >= target if higher else value <= target
+            rows.append([what, name, value, (">= " if higher else "<= ") + f"{target:g}", "yes" if met else "NO"])
+    return table("targets", ["measure", "config", "value", "target", "met"], rows) if rows else ""
+
+
 def machine() -> dict:
     return dict(
         torch=torch.__version__,
@@ -450,6 +477,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"before {m['load_before'][0]:.1f}, after {m['load_after'][0]:.1f}; medians of side-by-side repeats"
     )
     print(report(results))
+    print("\n" + summary(results))
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nwritten: {args.out}")
     return results

@@ -54,9 +54,14 @@ def _ones(dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.ones(dim, dtype=dtype, device=device)
 
 
-def _in_place(*tensors: torch.Tensor) -> bool:
-    """In-place ops are safe (and save an allocation) when autograd tracks none of these."""
-    return not any(t.requires_grad for t in tensors)
+def _in_place(a: torch.Tensor, b: torch.Tensor | None = None) -> bool:
+    """In-place ops are safe (and save an allocation) when autograd tracks neither tensor."""
+    return not (a.requires_grad or (b is not None and b.requires_grad))
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over the last axis, no bias: F.layer_norm minus its per-call backend lookup."""
+    return torch.layer_norm(x, x.shape[-1:], weight, None, LN_EPS, False)
 
 
 def _silu_dropout(x: torch.Tensor, training: bool) -> torch.Tensor:
@@ -66,7 +71,9 @@ def _silu_dropout(x: torch.Tensor, training: bool) -> torch.Tensor:
 
 def norm_each(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Layer norm over the last axis with one weight per candidate (broadcast against z)."""
-    z = F.layer_norm(z, z.shape[-1:], _ones(z.shape[-1], z.dtype, z.device), eps=LN_EPS)
+    if weight.numel() == z.shape[-1]:  # one candidate: the fused kernel
+        return layer_norm(z, weight.view(-1))
+    z = layer_norm(z, _ones(z.shape[-1], z.dtype, z.device))
     return z.mul_(weight) if _in_place(z, weight) else z * weight
 
 
@@ -93,7 +100,7 @@ class UnitChain(nn.Module):
     def one(self, x: torch.Tensor, neuron: int) -> torch.Tensor:
         """Neuron `neuron`'s chain on x (..., D), unit by unit as the original computes it."""
         for k in range(self.n_units):
-            x = F.layer_norm(F.linear(x, self.weight[neuron, k]), x.shape[-1:], self.norm[neuron, k], eps=LN_EPS)
+            x = layer_norm(F.linear(x, self.weight[neuron, k]), self.norm[neuron, k])
             x = _silu_dropout(x, self.training)
         return x
 
@@ -228,7 +235,7 @@ class Section(nn.Module):
 
     def connect_norm(self, p: torch.Tensor, neuron: int) -> torch.Tensor:
         """The connecting neuron's `ln` on the candidate's result."""
-        return F.layer_norm(p, p.shape[-1:], self.norm[neuron], eps=LN_EPS)
+        return layer_norm(p, self.norm[neuron])
 
     def forward(self, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
         return (ctx.router or self.router)(self, x, ctx)
