@@ -61,7 +61,7 @@ class Plan:
 
 
 FULL = Plan(15, {"app": 512, "original": 16}, 3, 8, {"app": 12, "original": 2}, True)
-QUICK = Plan(3, {"app": 32, "original": 4}, 1, 2, {"app": 12, "original": 1}, False)
+QUICK = Plan(5, {"app": 32, "original": 4}, 1, 2, {"app": 12, "original": 1}, False)
 
 
 # ---------------------------------------------------------------------------------------------

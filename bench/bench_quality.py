@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import genesis  # noqa: E402
 from genesis import data as gdata  # noqa: E402
-from genesis.training import Batch, TrainingConfig, is_routed, make_optimizer, optimization_step, train  # noqa: E402
+from genesis.training import Batch, TrainingConfig, is_routed, make_optimizer, optimization_step, route_snapshot, train  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 BLOCK, BATCH, VOCAB = 64, 12, gdata.BYTE_VOCAB_SIZE
@@ -131,6 +131,9 @@ def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
     routed = is_routed(model)
     alone = routed and model.config.n_routing == "batch"
     full, prefix = prefix_losses(model, windows_x, windows_y, alone) if args.prefix_windows else (None, None)
+    fired = None
+    if routed and args.prefix_windows:  # how much of the network a window's route uses, routed alone
+        fired = sum(route_snapshot(model, Batch(windows_x)).route_length)
     return dict(
         name=name,
         parameters=parameters(model),
@@ -141,6 +144,7 @@ def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
         seconds=result.seconds,
         window_loss=full,
         prefix_loss=prefix,
+        neurons_fired=fired,
         curve=[(e.step, e.val_loss) for e in result.evaluations],
         config=model.config.user_dict() if routed else None,
     )
@@ -177,8 +181,8 @@ def table(rows: list[dict], iters: int) -> str:
     base = next((r for r in rows if r["name"] == "gpt2"), None)
     lines = [
         f"| model | parameters | val loss @{iters} | vs GPT-2 | train loss | tokens/s | speed vs GPT-2 | "
-        "window loss* | prefix loss* |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "window loss* | prefix loss* | neurons fired* |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def number(value, form: str) -> str:
@@ -195,7 +199,7 @@ def table(rows: list[dict], iters: int) -> str:
         lines.append(
             f"| {r['name']} | {r['parameters']:,} | {r['val_loss']:.3f} | {delta} | {r['train_loss']:.3f} | "
             f"{number(speed, ',.0f')} | {number(ratio, '.2f')}× | {number(r['window_loss'], '.3f')} | "
-            f"{number(r['prefix_loss'], '.3f')} |"
+            f"{number(r['prefix_loss'], '.3f')} | {number(r.get('neurons_fired'), '.1f')} |"
         )
     return "\n".join(lines)
 
@@ -250,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     markdown = table(rows, args.iters)
     note = (
         f"*on {args.prefix_windows} validation windows: the loss with each window routed whole vs each position "
-        "predicted from its prefix alone (route included); the gap is what the whole-window soma leaks from the future."
+        "predicted from its prefix alone (route included); the gap is what the whole-window soma leaks from the future. "
+        "Neurons fired: per window routed alone, all sections together."
     )
     print("\n" + markdown + "\n\n" + note)
     report = dict(

@@ -211,7 +211,7 @@ class Section(nn.Module):
 
         Samples are independent here, so large batches go in slices whose work fits in cache.
         """
-        if len(neurons) * self.dendrites.weight[0].numel() > GATHER_FLOATS:
+        if len(neurons) * math.prod(self.dendrites.weight.shape[1:]) > GATHER_FLOATS:
             # Wide neurons: gathering their weights costs more than it saves; run each on views.
             return torch.stack([self.interact(x, neuron) for neuron in neurons])
         index = self.neuron_index(neurons, x.device)

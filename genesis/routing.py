@@ -263,13 +263,13 @@ def _by_neuron(x: torch.Tensor, source: torch.Tensor, neuron_of_item: torch.Tens
     return done.new_empty(done.shape).index_copy_(0, order, done)
 
 
-def _rows_context(ctx: PassContext, rows: torch.Tensor) -> PassContext:
-    """The attention mask and y of some rows (a start neuron fires with them)."""
+def _rows_context(ctx: PassContext, rows: torch.Tensor | slice) -> PassContext:
+    """The attention mask and y of some rows (an index tensor, or a slice for a chunk)."""
+    pick = (lambda t: t[rows]) if isinstance(rows, slice) else (lambda t: t.index_select(0, rows))  # noqa: E731
     mask = ctx.attention_mask
-    if mask is not None and mask.shape[0] > 1:
-        mask = mask.index_select(0, rows)
-    y = ctx.y.index_select(0, rows) if ctx.y is not None else None
-    return PassContext(mask, y, None, ctx.trainable)
+    if mask is not None and mask.shape[0] > 1:  # (1, 1, T, T) when only causal: the same for every row
+        mask = pick(mask)
+    return PassContext(mask, None if ctx.y is None else pick(ctx.y), None, ctx.trainable)
 
 
 def _pair_voltages(
@@ -360,7 +360,7 @@ def route_sample(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[t
         chunks = [_route_chunk(section, x, ctx)]
     else:
         chunks = [
-            _route_chunk(section, x[a : a + size], _rows_context(ctx, torch.arange(a, min(a + size, batch))))
+            _route_chunk(section, x[a : a + size], _rows_context(ctx, slice(a, a + size)))
             for a in range(0, batch, size)
         ]
     fired = torch.cat([c.fired for c in chunks]) if len(chunks) > 1 else chunks[0].fired
