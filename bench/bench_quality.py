@@ -104,7 +104,6 @@ def prefix_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, alon
 
 
 def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
-    torch.manual_seed(0)
     recipe = TrainingConfig(
         steps=args.iters,
         batch_size=BATCH,
@@ -118,7 +117,8 @@ def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
         eval_batches=args.eval_batches,
         eval_at_start=False,
         snapshot_samples=0,
-        seed=0,
+        seed=args.seed,
+        eval_seed=1,  # the same validation batches whatever the seed
     )
     print(f"\n== {name}: {parameters(model):,} parameters", flush=True)
 
@@ -150,11 +150,12 @@ def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
     )
 
 
-def build(name: str, candidates: dict[str, tuple[str, dict]]) -> torch.nn.Module:
-    torch.manual_seed(0)
+def build(name: str, candidates: dict[str, tuple[str, dict]], seed: int = 0) -> torch.nn.Module:
+    """A fresh model; `seed` changes GPT-2's initial weights and Genesis's (n_seed = 42 + seed)."""
+    torch.manual_seed(seed)
     if name == "gpt2":
         return gpt2_baseline()
-    fields = {**candidates[name][1], "n_vocab_size": VOCAB, "n_pos_size": BLOCK}
+    fields = {**candidates[name][1], "n_vocab_size": VOCAB, "n_pos_size": BLOCK, "n_seed": 42 + seed}
     return genesis.Genesis(genesis.GenesisConfig(**fields))
 
 
@@ -215,6 +216,7 @@ def arguments(argv: list[str] | None):
     parser.add_argument("--extra", default=None, help='JSON {"name": {config fields}} to add Genesis candidates')
     parser.add_argument("--speed-repeats", type=int, default=7, help="side-by-side throughput repeats (0: skip)")
     parser.add_argument("--merge", nargs="+", type=Path, help="combine the results of earlier (partial) runs")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights, batch order and dropout")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-quality.json")
     return parser.parse_args(argv)
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unknown model(s): {', '.join(unknown)}", file=sys.stderr)
             return 2
         rows = train_all(names, candidates, data, args)
+    order = ["gpt2", *candidates]
+    rows.sort(key=lambda row: order.index(row["name"]))
     if args.speed_repeats:
         print("\nmeasuring training throughput side by side…", flush=True)
         speeds = throughput([r["name"] for r in rows], candidates, data[0], args.speed_repeats)
@@ -253,14 +257,22 @@ def main(argv: list[str] | None = None) -> int:
             row["tokens_per_s_side_by_side"] = speeds[row["name"]]
     markdown = table(rows, args.iters)
     note = (
-        f"*on {args.prefix_windows} validation windows: the loss with each window routed whole vs each position "
-        "predicted from its prefix alone (route included); the gap is what the whole-window soma leaks from the future. "
-        "Neurons fired: per window routed alone, all sections together."
+        f"*on {args.prefix_windows} validation windows. Window loss: each window run whole, as in training and in "
+        "the val loss. Prefix loss: each position predicted from its prefix alone, route included, which is what "
+        "generation sees; the gap is the whole-window soma at work (routes chosen with the future in view, and "
+        "routes of short prefixes the model never trained on). Neurons fired: per window routed alone, all "
+        "sections together."
     )
     print("\n" + markdown + "\n\n" + note)
     report = dict(
         recipe=dict(
-            iters=args.iters, block=BLOCK, batch=BATCH, lr=1e-3, warmup=min(100, args.iters // 10), min_lr=1e-4
+            seed=args.seed,
+            iters=args.iters,
+            block=BLOCK,
+            batch=BATCH,
+            lr=1e-3,
+            warmup=min(100, args.iters // 10),
+            min_lr=1e-4,
         ),
         eval_batches=args.eval_batches,
         prefix_windows=args.prefix_windows,
@@ -279,7 +291,7 @@ def train_all(names: list[str], candidates, data, args) -> list[dict]:
     budget = parameters(gpt2_baseline())
     rows = []
     for name in names:
-        model = build(name, candidates)
+        model = build(name, candidates, args.seed)
         if parameters(model) > budget:
             print(f"skipping {name}: {parameters(model):,} parameters > GPT-2's {budget:,}")
             continue

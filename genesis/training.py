@@ -56,7 +56,8 @@ class TrainingConfig:
     eval_batches: int = 10
     eval_at_start: bool = True  # an evaluation (and route snapshot) of the untrained model
     early_stop_patience: int | None = None  # evaluations without a better validation loss
-    seed: int = 0
+    seed: int = 0  # batch order, dropout
+    eval_seed: int = 1  # which validation windows are the fixed evaluation batches
     block_size: int = 64  # window length for text corpora
     val_fraction: float = 0.1
     snapshot_samples: int = 24  # inputs whose routes make each snapshot (0: none)
@@ -479,7 +480,7 @@ class _Evaluator:
     def __init__(self, model, task: Task, config: TrainingConfig, device):
         self.model, self.task, self.config = model, task, config
         self.batches = [
-            b.to(device) for b in task.eval_batches(config.eval_batches, config.batch_size, config.seed + 1)
+            b.to(device) for b in task.eval_batches(config.eval_batches, config.batch_size, config.eval_seed)
         ]
         first = self.batches[0]
         n = config.snapshot_samples if is_routed(model) else 0

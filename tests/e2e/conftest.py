@@ -302,8 +302,9 @@ def press_slider(page, key: str, *keys: str) -> None:
 
 
 def choose(page, key: str, option: str) -> None:
-    """Pick `option` in the keyed selectbox."""
-    keyed(page, key).locator('[data-testid="stSelectbox"]').click()
+    """Pick `option` in the keyed selectbox (its "Open" button: a click on the text field does not
+    always open the list)."""
+    keyed(page, key).locator('[data-testid="stSelectbox"] button[aria-label="Open"]').click()
     page.get_by_role("option", name=option, exact=True).click()
 
 
@@ -327,9 +328,10 @@ def caption_route(caption: str, section: int) -> list[int]:
     return [int(n) for n in match.group(1).split("→")]
 
 
-def drawn_route(figure: dict) -> list[int]:
-    """The route a wiring figure draws (its "route" trace keeps the firing order in meta)."""
-    trace = next(t for t in figure["data"] if t.get("name") == "route")
+def drawn_route(figure: dict, name: str = "route") -> list[int]:
+    """The route a wiring figure draws: its trace `name` ("route", or "what-if route") keeps the
+    firing order in meta."""
+    trace = next(t for t in figure["data"] if t.get("name") == name)
     return list(trace["meta"]["route"])
 
 

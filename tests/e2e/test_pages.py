@@ -126,6 +126,23 @@ def test_run_text_shows_route_and_explains_empty_text(app_url, page):
     assert drawn_route(plotly_figure(page, "run_wiring")) == route, "the drawn route is the one in the caption"
     assert plotly_figure(page, "run_topk") is not None, "a language model shows its next-token chart"
 
+    # What-if: the first neuron that fired after the start gets the highest threshold, so it can no
+    # longer fire: the route is rerun and redrawn (green) beside the original, cut after the start.
+    assert len(route) > 1, f"the default fresh model routes 'hello world' through several neurons: {caption}"
+    choose(page, "whatif_neuron_0", str(route[1]))
+    wait_for_app(page)
+    before = figure_signature(page, "run_whatif")
+    page.locator('[class*="st-key-whatif_0_"] input[type="range"]').first.focus()
+    page.keyboard.press("End")
+    wait_for_figure_change(page, "run_whatif", before)
+    wait_for_app(page)
+    screenshot(page, "run-what-if")
+    assert_no_error(page)
+    figure = plotly_figure(page, "run_whatif")
+    assert drawn_route(figure) == route, "the original route stays drawn"
+    assert drawn_route(figure, "what-if route") == route[:1]
+    assert "⇒" in main_text(page), "the changed route is written out"
+
     run_text(page, "")
     screenshot(page, "run-empty-text")
     assert_no_error(page)
