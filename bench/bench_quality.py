@@ -127,13 +127,13 @@ def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
             print(f"  step {event.step:5d}  train {event.train_loss:.3f}  val {event.val_loss:.3f}", flush=True)
 
     result = train(model, data, recipe, callback=show)
-    windows_x, windows_y = gdata.get_batch(data[1], BLOCK, args.prefix_windows, torch.Generator().manual_seed(7))
     routed = is_routed(model)
-    alone = routed and model.config.n_routing == "batch"
-    full, prefix = prefix_losses(model, windows_x, windows_y, alone) if args.prefix_windows else (None, None)
-    fired = None
-    if routed and args.prefix_windows:  # how much of the network a window's route uses, routed alone
-        fired = sum(route_snapshot(model, Batch(windows_x)).route_length)
+    full = prefix = fired = None
+    if args.prefix_windows:
+        windows_x, windows_y = gdata.get_batch(data[1], BLOCK, args.prefix_windows, torch.Generator().manual_seed(7))
+        full, prefix = prefix_losses(model, windows_x, windows_y, alone=routed and model.config.n_routing == "batch")
+        if routed:  # how much of the network a window's route uses, routed alone
+            fired = sum(route_snapshot(model, Batch(windows_x)).route_length)
     return dict(
         name=name,
         parameters=parameters(model),

@@ -301,11 +301,23 @@ def press_slider(page, key: str, *keys: str) -> None:
         page.keyboard.press(k)
 
 
-def choose(page, key: str, option: str) -> None:
-    """Pick `option` in the keyed selectbox (its "Open" button: a click on the text field does not
-    always open the list)."""
-    keyed(page, key).locator('[data-testid="stSelectbox"] button[aria-label="Open"]').click()
-    page.get_by_role("option", name=option, exact=True).click()
+def choose(page, key: str, option: str, attempts: int = 5) -> None:
+    """Pick `option` in the keyed selectbox, opened from the keyboard (focus, ArrowDown). Tried again
+    when the list did not open or closed before the click (a rerun that redraws the box closes it)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    combo = keyed(page, key).locator('[data-testid="stSelectbox"] [role="combobox"]')
+    for attempt in range(attempts):
+        if combo.get_attribute("aria-expanded") != "true":
+            combo.focus()
+            page.keyboard.press("ArrowDown")
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+            wait_for_app(page)
 
 
 def alerts(page) -> list[str]:
