@@ -218,3 +218,21 @@ def test_hugging_face_trainer_trains_genesis(tmp_path):
     trainer.save_model(str(tmp_path / "final"))
     assert (tmp_path / "final" / "model.safetensors").is_file()
     gio.load_folder(tmp_path / "final")
+
+
+def test_figures_draw_the_run(trained_classifier):
+    from genesis.training_figures import class_firing_figure, loss_figure, routing_over_training
+
+    _, result = trained_classifier
+    loss = loss_figure(result.events)
+    names = [trace.name for trace in loss.data]
+    assert names == ["train (per step)", "train (smoothed)", "validation"]
+    assert len(loss.data[0].y) == 150 and list(loss.data[2].x) == [0, 50, 100, 150]
+    snapshots = [e.snapshot for e in result.evaluations]
+    firing = routing_over_training(snapshots, "firing", n_attentive=2)
+    assert len(firing.data) == 2 and len(firing.data[0].z) == 8 and len(firing.data[0].z[0]) == 4
+    starts = routing_over_training(snapshots, "start", n_attentive=2)
+    assert len(starts.data[0].z) == 2  # only attentive neurons can start a route
+    classes = class_firing_figure(snapshots[-1])
+    assert [trace.name for trace in classes.data] == ["unbalanced", "balanced"] and len(classes.data[0].y) == 16
+    assert all(fig.layout.uirevision for fig in (loss, firing, starts, classes))

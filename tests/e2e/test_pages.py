@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     main_text,
     open_page,
     plotly_figure,
+    plotly_figures,
     press_slider,
     route_caption,
     run_text,
@@ -56,6 +57,7 @@ def open_and_check(page, url: str, slug: str) -> None:
     assert_no_error(page)
     assert page.locator('[data-testid="stMain"] h1').first.inner_text().strip() == HEADINGS[slug]
     assert "Model:" in main_text(page), "every page says which model it shows"
+    assert all(figure["data"] for figure in plotly_figures(page)), "no empty chart is left on the page"
 
 
 def wiring_edges(figure: dict) -> int:
