@@ -175,7 +175,7 @@ _IDLE = (
 )
 
 
-def wait_for_app(page, timeout: float = 60_000, settle_ms: int = 250) -> None:
+def wait_for_app(page, timeout: float = 150_000, settle_ms: int = 250) -> None:
     """Wait until Streamlit has finished running the script. `settle_ms` first gives a rerun that was
     just triggered (a key press, a click) time to start, so we do not see the previous idle state;
     the idle state must also hold a moment later (a script that calls st.rerun is idle in between)."""
@@ -190,7 +190,7 @@ def wait_for_app(page, timeout: float = 60_000, settle_ms: int = 250) -> None:
             return
 
 
-def goto(page, url: str, timeout: float = 60_000) -> None:
+def goto(page, url: str, timeout: float = 150_000) -> None:
     page.goto(url, timeout=timeout)
     wait_for_app(page, timeout)
 
