@@ -199,7 +199,7 @@ def table(rows: list[dict], iters: int) -> str:
         )
         lines.append(
             f"| {r['name']} | {r['parameters']:,} | {r['val_loss']:.3f} | {delta} | {r['train_loss']:.3f} | "
-            f"{number(speed, ',.0f')} | {number(ratio, '.2f')}× | {number(r['window_loss'], '.3f')} | "
+            f"{number(speed, ',.0f')} | {number(ratio, '.2f')}{'×' if ratio else ''} | {number(r['window_loss'], '.3f')} | "
             f"{number(r['prefix_loss'], '.3f')} | {number(r.get('neurons_fired'), '.1f')} |"
         )
     return "\n".join(lines)
