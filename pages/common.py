@@ -257,9 +257,28 @@ def leave_pages_directory_mode() -> None:
             st.rerun()
 
 
+def publish_trained(job, description: str) -> None:
+    """The finished (or stopped) model becomes the session's trained model, on every page."""
+    result = job.result
+    loss = f", val loss {result.final_val_loss:.3f}" if result and result.final_val_loss is not None else ""
+    steps = result.steps_done if result else 0
+    st.session_state["trained_model"] = job.model.eval()
+    st.session_state["trained_label"] = f"trained in this session ({description}, {steps} steps{loss})"
+    st.session_state["trained_files"] = gio.model_to_bytes(job.model)
+    st.session_state["train_published"] = id(job)
+
+
+def _publish_finished_training() -> None:
+    """A training that ended while its page was not shown still becomes the session's trained model."""
+    job = st.session_state.get("train_job")
+    if job is not None and job.done and not job.error and st.session_state.get("train_published") != id(job):
+        publish_trained(job, st.session_state.get("train_description", "training"))
+
+
 def model_picker() -> ActiveModel | None:
     """The sidebar picker shared by every page. Returns None (with a message) when nothing is usable."""
     leave_pages_directory_mode()
+    _publish_finished_training()
     fields = config_fields()
     demo, info = demo_model()
     available = [s for s in SOURCES if s != SOURCES[0] or demo is not None]

@@ -12,12 +12,11 @@ import threading
 import streamlit as st
 
 from genesis import data as gdata
-from genesis import io as gio
 from genesis import training
 from genesis.configuration import human
 from genesis.modeling import Genesis
 from genesis.training_figures import class_firing_figure, loss_figure, routing_over_training
-from pages.common import SOURCES, config_fields, model_picker, page_header, validate_fields
+from pages.common import SOURCES, config_fields, model_picker, page_header, publish_trained, validate_fields
 
 TRAINED = SOURCES[2]  # "Trained in this session"
 UPLOAD = "Upload a .txt file"
@@ -55,17 +54,6 @@ def read_task(choice: str, block_size: int) -> tuple[training.Task | None, str |
         return None, str(e)
 
 
-def publish(job: training.TrainingJob, description: str) -> None:
-    """The finished (or stopped) model becomes the session's trained model, on every page."""
-    result = job.result
-    loss = f", val loss {result.final_val_loss:.3f}" if result and result.final_val_loss is not None else ""
-    steps = result.steps_done if result else 0
-    st.session_state["trained_model"] = job.model.eval()
-    st.session_state["trained_label"] = f"trained in this session ({description}, {steps} steps{loss})"
-    st.session_state["trained_files"] = gio.model_to_bytes(job.model)
-    st.session_state["train_published"] = id(job)
-
-
 def use_trained_model() -> None:
     # A callback runs before the sidebar picker is drawn, so its widget state may still be set.
     st.session_state["model_source"] = TRAINED
@@ -96,7 +84,7 @@ def draw_progress(job: training.TrainingJob, description: str) -> None:
     if job.error:
         st.error(f"Training failed: {job.error}")
     elif job.done and st.session_state.get("train_published") != id(job):
-        publish(job, description)
+        publish_trained(job, description)
         st.rerun()  # the whole page: buttons, sidebar and downloads follow
 
 

@@ -88,3 +88,20 @@ def test_bad_upload_is_explained():
     assert_ok(at)
     assert any("Upload a .txt file" in i.value for i in at.info)
     assert at.button(key="train_start").disabled
+
+
+def test_a_training_that_ends_on_another_page_is_still_published():
+    at = open_app("train", query=TINY)
+    start(at, "brackets", 20)
+    job = at.session_state["train_job"]
+    at.switch_page("pages/run.py").run()
+    assert_ok(at)
+    deadline = time.monotonic() + 240
+    while not job.done and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job.done and job.error is None
+    assert "trained_model" not in at.session_state  # nothing has rerun since it ended
+    at.run()  # any page's next run (here Run) publishes it through the sidebar picker
+    assert_ok(at)
+    assert at.session_state["trained_model"] is job.model
+    assert "brackets" in at.session_state["trained_label"]
