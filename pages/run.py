@@ -152,9 +152,11 @@ def what_if_view() -> None:
     controls, picture = st.columns([1, 2])
     plain = list(range(n_attentive, config.n_neurons)) or list(range(config.n_neurons))
     first_choice = section.hops[0].chosen if section.hops else plain[0]
-    neuron = controls.selectbox(
-        f"Neuron of section {section_index}", plain, plain.index(first_choice), key=f"whatif_neuron_{section_index}"
-    )
+    choice_key, seen_key = f"whatif_neuron_{section_index}", f"whatif_default_{section_index}"
+    if st.session_state.get(seen_key) != first_choice or st.session_state.get(choice_key) not in plain:
+        # A new route (new text or model): start from its first hop, not the previous text's neuron.
+        st.session_state[seen_key] = st.session_state[choice_key] = first_choice
+    neuron = controls.selectbox(f"Neuron of section {section_index}", plain, key=choice_key)
     current = thresholds[neuron]
     value = controls.slider(
         f"Its threshold (now {current:.3f})", min(0.0, current), max(1.0, current), current, 0.005,

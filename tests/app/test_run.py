@@ -105,6 +105,23 @@ def test_what_if_threshold_reroutes_on_a_copy():
     assert all(t == 0.5 for s in cached.thresholds() for t in s)
 
 
+
+def test_what_if_neuron_follows_a_new_text():
+    """The what-if selector starts from the current route's first hop, not the previous text's."""
+    first_hop = {}
+    for text in ["hello world", "To be, or not to be", "0123456789", "(()())", "zzzz", "the cat sat", "ABC abc"]:
+        section = direct(text)[2].trace.sections[0]
+        if section.hops:
+            first_hop.setdefault(section.hops[0].chosen, text)
+    assert len(first_hop) >= 2, "texts whose routes start differently"
+    (neuron_a, text_a), (neuron_b, text_b) = list(first_hop.items())[:2]
+    at = open_app("run", {"text": text_a})
+    assert at.selectbox(key="whatif_neuron_0").value == neuron_a
+    at.text_area(key="run_text_input").set_value(text_b).run()
+    at.button(key="run_button").click().run()
+    assert_ok(at)
+    assert at.selectbox(key="whatif_neuron_0").value == neuron_b
+
 def test_causality_view():
     text = "ab cd"
     at = open_app("run", {"text": text})
