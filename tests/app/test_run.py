@@ -105,7 +105,6 @@ def test_what_if_threshold_reroutes_on_a_copy():
     assert all(t == 0.5 for s in cached.thresholds() for t in s)
 
 
-
 def test_what_if_neuron_follows_a_new_text():
     """The what-if selector starts from the current route's first hop, not the previous text's."""
     first_hop = {}
@@ -121,6 +120,7 @@ def test_what_if_neuron_follows_a_new_text():
     at.button(key="run_button").click().run()
     assert_ok(at)
     assert at.selectbox(key="whatif_neuron_0").value == neuron_b
+
 
 def test_causality_view():
     text = "ab cd"
