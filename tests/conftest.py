@@ -93,3 +93,17 @@ def classifier_model() -> Genesis:
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     return SHARED / "golden"
+
+
+def random_labels(config, batch: int, length: int, g: torch.Generator):
+    """Labels of the right kind for the config's output part (None for no output part)."""
+    return {
+        "causal_lm": lambda: torch.randint(0, config.n_vocab_size, (batch, length), generator=g),
+        "sequence_classifier": lambda: (
+            torch.randint(0, 2, (batch,), generator=g).float()
+            if config.n_outputs == 1
+            else torch.randint(0, config.n_outputs, (batch,), generator=g)
+        ),
+        "bridge": lambda: torch.randn(batch, length, config.n_dim, generator=g),
+        "none": lambda: None,
+    }[config.n_output]()

@@ -19,6 +19,7 @@ import genesis.modeling
 import genesis.routing
 from genesis import Genesis, GenesisConfig
 from genesis.trace import STOP_BELOW_THRESHOLD
+from tests.conftest import random_labels
 
 ATOL = 1e-5
 NEAR_TIE = 1e-5  # a choice or a pass decided by less than this may go either way in float32
@@ -87,16 +88,7 @@ def random_case(seed: int, **overrides) -> Case:
         pads = torch.randint(0, length, (batch,), generator=g)
         mask = (torch.arange(length)[None, :] >= pads[:, None]).long()
     y = torch.randn(batch, rng.randint(1, 6), config.n_dim, generator=g) if config.n_cross_attention else None
-    labels = {
-        "causal_lm": lambda: torch.randint(0, config.n_vocab_size, (batch, length), generator=g),
-        "sequence_classifier": lambda: (
-            torch.randint(0, 2, (batch,), generator=g).float()
-            if config.n_outputs == 1
-            else torch.randint(0, config.n_outputs, (batch,), generator=g)
-        ),
-        "bridge": lambda: torch.randn(batch, length, config.n_dim, generator=g),
-        "none": lambda: None,
-    }[config.n_output]()
+    labels = random_labels(config, batch, length, g)
     return Case(config, inputs, mask, y, labels)
 
 

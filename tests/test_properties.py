@@ -29,6 +29,7 @@ from genesis.configuration import (
     human,
 )
 from genesis.trace import STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS
+from tests.conftest import random_labels
 
 transformers.logging.set_verbosity_error()  # generate() warns about padding it cannot see
 VALID_EXAMPLES = 500
@@ -111,16 +112,7 @@ def cases(draw) -> Case:
     y = None
     if config.n_cross_attention and draw(st.booleans()):
         y = torch.randn(batch, draw(st.integers(1, 8)), config.n_dim, generator=g)
-    labels = {
-        "causal_lm": lambda: torch.randint(0, config.n_vocab_size, (batch, length), generator=g),
-        "sequence_classifier": lambda: (
-            torch.randint(0, 2, (batch,), generator=g).float()
-            if config.n_outputs == 1
-            else torch.randint(0, config.n_outputs, (batch,), generator=g)
-        ),
-        "bridge": lambda: torch.randn(batch, length, config.n_dim, generator=g),
-        "none": lambda: None,
-    }[config.n_output]()
+    labels = random_labels(config, batch, length, g)
     return Case(config, inputs, mask, y, labels, seed)
 
 
