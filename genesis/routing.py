@@ -3,7 +3,9 @@
 Three implementations, one contract (`router(section, x, ctx) -> (output, neurons fired)`, trace
 events into `ctx.recorder`):
 
-- `route_reference`: SPEC followed literally (recursion, whole batch, zeroed rows). The oracle.
+- `route_reference`: SPEC followed literally (recursion, whole batch, zeroed rows, one candidate at a
+  time, plain functional ops on each neuron's weights). The oracle: it shares no arithmetic helper
+  with the fast paths, so an optimisation there cannot hide its own mistake.
 - `route_batch`: the same numbers, fast: all candidates of a hop in one batched op, only the rows of
   samples still alive (a stopped sample's zero row is known to have voltage 0.5), no gathers while
   every row is alive, and no autograd graph for voltages that only choose and compare.
@@ -18,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from .modeling import PassContext, Section, norm_each, plus, straight_through
+from .modeling import DROPOUT, PassContext, Section, UnitChain, norm_each, plus, straight_through
 from .trace import (
     STOP_ALL_FIRED,
     STOP_BELOW_THRESHOLD,
@@ -57,6 +60,32 @@ def _record_section(ctx: PassContext, section: Section, trace: SectionTrace) -> 
 # The oracle
 
 
+def _unit(x: torch.Tensor, weight: torch.Tensor, norm: torch.Tensor, training: bool) -> torch.Tensor:
+    """Linear (no bias) → LayerNorm (no bias) → SiLU → Dropout(0.1)."""
+    return F.dropout(F.silu(F.layer_norm(F.linear(x, weight), norm.shape, norm)), DROPOUT, training)
+
+
+def _chain(x: torch.Tensor, chain: UnitChain, neuron: int) -> torch.Tensor:
+    for k in range(chain.n_units):
+        x = _unit(x, chain.weight[neuron, k], chain.norm[neuron, k], chain.training)
+    return x
+
+
+def literal_interact(section: Section, x: torch.Tensor, neuron: int) -> torch.Tensor:
+    """Dendrite chain, then the soma: sigmoid(w · mean_t h), per sample -> (B,)."""
+    h = _chain(x, section.dendrites, neuron)  # (B, T, D)
+    return torch.sigmoid(F.linear(h.mean(dim=1), section.soma.weight[neuron : neuron + 1])).squeeze(-1)
+
+
+def literal_fire(section: Section, x: torch.Tensor, neuron: int, ctx: PassContext | None) -> torch.Tensor:
+    """x + axon(x) (attention first for an attentive neuron), then + synapse chain."""
+    a = x
+    if neuron < section.n_attentive:
+        a = section.attention.one(x, neuron, ctx and ctx.y, ctx and ctx.attention_mask)
+    x = x + _chain(a, section.axon, neuron)  # (B, T, D)
+    return x + _chain(x, section.synapses, neuron)
+
+
 def route_reference(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
     """SPEC, literally: recursive firing on the whole batch, stopped samples as zero rows."""
     batch = x.shape[0]
@@ -68,14 +97,14 @@ def route_reference(section: Section, x: torch.Tensor, ctx: PassContext) -> tupl
     def fire(neuron: int, x: torch.Tensor, alive: torch.Tensor, fire_ctx: PassContext | None) -> torch.Tensor:
         order.append(neuron)
         alive_log.append(alive.tolist())
-        return connect(neuron, section.fire(x, neuron, fire_ctx), alive)
+        return connect(neuron, literal_fire(section, x, neuron, fire_ctx), alive)
 
     def connect(neuron: int, x: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         candidates, reason = hop_candidates(section, neuron, order)
         if not candidates:
             stop.append(reason)
             return x
-        voltages = [section.interact(x, c) for c in candidates]  # each (B,)
+        voltages = [literal_interact(section, x, c) for c in candidates]  # each (B,)
         means = torch.stack([v.mean() for v in voltages])
         best = int(means.argmax())  # first maximum: the earlier neighbor wins a tie
         chosen, threshold = candidates[best], section.threshold[candidates[best]]
@@ -95,13 +124,13 @@ def route_reference(section: Section, x: torch.Tensor, ctx: PassContext) -> tupl
             return x
         keep = passed[:, None, None]
         m = x * keep  # (B, T, D), non-passing rows zeroed
-        contribution = section.connect_norm(fire(chosen, m, passed, None), neuron)
+        contribution = F.layer_norm(fire(chosen, m, passed, None), (m.shape[-1],), section.norm[neuron])
         if ctx.trainable:
             contribution = contribution * straight_through(voltages[best], threshold)[:, None, None]
         return torch.where(keep, m + contribution, x)
 
     candidates = start_candidates(section)
-    voltages = [section.interact(x, c) for c in candidates]
+    voltages = [literal_interact(section, x, c) for c in candidates]
     means = torch.stack([v.mean() for v in voltages])
     start = candidates[int(means.argmax())]
     out = fire(start, x, torch.ones(batch, dtype=torch.bool, device=x.device), ctx)
