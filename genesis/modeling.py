@@ -29,6 +29,7 @@ LN_EPS = 1e-5
 STRAIGHT_THROUGH_TEMPERATURE = 0.1
 CACHE_FLOATS = 1 << 17  # batched candidate evaluation works on slices of about this many floats (512 KiB)
 GATHER_FLOATS = 1 << 16  # candidates' dendrite weights are gathered for batched ops only up to this size
+GATHERED_LISTS = 64  # gathered candidate weights kept per section (at most 64 x 256 KiB)
 
 
 def neighbor_wiring(config: GenesisConfig) -> list[list[list[int]]]:
@@ -110,20 +111,33 @@ class UnitChain(nn.Module):
             x = _silu_dropout(x, self.training)
         return x
 
-    def many(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Chains of C neurons (index (C,)) on the same x (R, T, D) in batched ops -> (C, R*T, D), maybe strided."""
-        rows, dim, count = x.shape[0] * x.shape[1], x.shape[-1], len(index)
+    def gather(self, index: torch.Tensor) -> CandidateChains:
+        """The weights of C neurons (index (C,)) laid out for `many`."""
+        count, dim = len(index), self.weight.shape[-1]
+        first = self.weight[:, 0].index_select(0, index).view(count * dim, dim) if self.n_units else None
+        rest = [self.weight[:, k].index_select(0, index).transpose(1, 2) for k in range(1, self.n_units)]
+        return CandidateChains(first, rest, self.norm.index_select(0, index))  # rest: (C, in, out) each
+
+    def many(self, x: torch.Tensor, chains: CandidateChains) -> torch.Tensor:
+        """Chains of C neurons on the same x (R, T, D) in batched ops -> (C, R*T, D), maybe strided."""
+        rows, dim, count = x.shape[0] * x.shape[1], x.shape[-1], len(chains.norm)
         h = x.reshape(rows, dim)
-        if self.n_units == 0:
+        if chains.first is None:
             return h.expand(count, rows, dim)
-        norm = self.norm.index_select(0, index)  # (C, K, D)
-        first = self.weight[:, 0].index_select(0, index).view(count * dim, dim)  # (C*out, in)
-        h = F.linear(h, first).view(rows, count, dim)  # one GEMM for all candidates: they share x
-        h = _silu_dropout(norm_each(h, norm[:, 0]), self.training).transpose(0, 1)  # (C, R*T, D)
-        for k in range(1, self.n_units):
-            w = self.weight[:, k].index_select(0, index)  # (C, out, in)
-            h = _silu_dropout(norm_each(torch.bmm(h, w.transpose(1, 2)), norm[:, k, None]), self.training)
+        h = F.linear(h, chains.first).view(rows, count, dim)  # one GEMM for all candidates: they share x
+        h = _silu_dropout(norm_each(h, chains.norm[:, 0]), self.training).transpose(0, 1)  # (C, R*T, D)
+        for k, w in enumerate(chains.rest, start=1):
+            h = _silu_dropout(norm_each(torch.bmm(h, w), chains.norm[:, k, None]), self.training)
         return h
+
+
+@dataclass
+class CandidateChains:
+    """Unit-chain weights of C candidates, gathered once for all the slices of a hop."""
+
+    first: torch.Tensor | None  # (C*out, in): the first unit of every candidate in one GEMM
+    rest: list[torch.Tensor]  # (C, in, out) per further unit
+    norm: torch.Tensor  # (C, K, D)
 
 
 class Soma(nn.Module):
@@ -136,9 +150,9 @@ class Soma(nn.Module):
     def one(self, h: torch.Tensor, neuron: int) -> torch.Tensor:
         return torch.sigmoid(F.linear(h.mean(dim=-2), self.weight[neuron : neuron + 1])).squeeze(-1)  # (B,)
 
-    def many(self, h: torch.Tensor, index: torch.Tensor, samples: int) -> torch.Tensor:
-        """h (C, R*T, D) from UnitChain.many -> voltages (C, R)."""
-        dots = torch.bmm(h, self.weight.index_select(0, index).unsqueeze(-1))  # (C, R*T, 1): w · h[t]
+    def many(self, h: torch.Tensor, weight: torch.Tensor, samples: int) -> torch.Tensor:
+        """h (C, R*T, D) from UnitChain.many, weight (C, D, 1) -> voltages (C, R)."""
+        dots = torch.bmm(h, weight)  # (C, R*T, 1): w · h[t]
         return torch.sigmoid(dots.view(h.shape[0], samples, -1).mean(dim=2))  # w · mean_t h = mean_t (w · h)
 
 
@@ -195,6 +209,7 @@ class Section(nn.Module):
         self.threshold = nn.Parameter(torch.full((n,), 0.5))
         self.router = router
         self._indices: dict = {}  # candidate list -> index tensor; constants, since the wiring is fixed
+        self._gathered: dict = {}  # candidate list -> gathered weights (no-grad passes), see _candidate_weights
 
     @property
     def n_neurons(self) -> int:
@@ -220,12 +235,28 @@ class Section(nn.Module):
         if len(neurons) * math.prod(self.dendrites.weight.shape[1:]) > GATHER_FLOATS:
             # Wide neurons: gathering their weights costs more than it saves; run each on views.
             return torch.stack([self.interact(x, neuron) for neuron in neurons])
-        index = self.neuron_index(neurons, x.device)
+        chains, soma = self._candidate_weights(neurons, x.device)
         per_slice = max(1, CACHE_FLOATS // (len(neurons) * x.shape[1] * x.shape[2]))
         if x.shape[0] <= per_slice:
-            return self.soma.many(self.dendrites.many(x, index), index, x.shape[0])
-        parts = [self.soma.many(self.dendrites.many(part, index), index, len(part)) for part in x.split(per_slice)]
+            return self.soma.many(self.dendrites.many(x, chains), soma, x.shape[0])
+        parts = [self.soma.many(self.dendrites.many(part, chains), soma, len(part)) for part in x.split(per_slice)]
         return torch.cat(parts, dim=1)
+
+    def _candidate_weights(self, neurons: tuple[int, ...], device) -> tuple[CandidateChains, torch.Tensor]:
+        """Gathered weights (chains, soma (C, D, 1)) of a candidate list. Without autograd they are kept
+        while the weights stay the same: a hop asks for the same few lists every pass."""
+        index = self.neuron_index(neurons, device)
+        if torch.is_grad_enabled():
+            return self.dendrites.gather(index), self.soma.weight.index_select(0, index).unsqueeze(-1)
+        sources = (self.dendrites.weight, self.dendrites.norm, self.soma.weight)
+        hit = self._gathered.get((neurons, device))
+        if hit is None or not _unchanged(sources, hit[0], hit[1]):
+            if len(self._gathered) >= GATHERED_LISTS:
+                self._gathered.clear()
+            held = tuple(p.detach() for p in sources)  # keeps the storage alive: its address stays unique
+            gathered = (self.dendrites.gather(index), self.soma.weight.index_select(0, index).unsqueeze(-1))
+            hit = self._gathered[(neurons, device)] = (held, tuple(p._version for p in sources), gathered)
+        return hit[2]
 
     def fire(self, x: torch.Tensor, neuron: int, ctx: PassContext | None) -> torch.Tensor:
         """A neuron's own work before it connects: x + axon(x), then + synapse chain.
@@ -245,6 +276,11 @@ class Section(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
         return (ctx.router or self.router)(self, x, ctx)
+
+
+def _unchanged(params: tuple[torch.Tensor, ...], held: tuple[torch.Tensor, ...], versions: tuple[int, ...]) -> bool:
+    """Same storage and no in-place change since (optimizer steps and loads bump `_version`)."""
+    return all(p.data_ptr() == h.data_ptr() and p._version == v for p, h, v in zip(params, held, versions, strict=True))
 
 
 def straight_through(voltage: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:

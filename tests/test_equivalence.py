@@ -361,3 +361,39 @@ def test_per_sample_gradients_are_the_sum_of_batch_of_one_gradients(seed, traina
         for name, grad in one.items():  # the bridge loss is a mean over samples: weight each by 1/B
             total[name] = total.get(name, 0) + grad / case.inputs.shape[0]
     assert_close_gradients(together, total)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kept candidate weights (no-grad passes keep gathered weights until a weight changes)
+
+
+@pytest.mark.parametrize("change", ["in_place", "optimizer_step", "load_state_dict", "assign"])
+def test_kept_candidate_weights_follow_every_weight_change(change):
+    case = random_case(8, n_output="bridge", n_trainable_routing=True)  # the optimizer step reaches dendrites
+    model = build(case.config, 8)
+    before = run(model, case, trace=True)  # fills the kept weights
+    other = build(case.config, 9)
+    other.reset_parameters(seed=9)  # other weights everywhere
+    if change == "in_place":
+        with torch.no_grad():
+            for section in model.sections:
+                section.dendrites.weight.mul_(-1)
+                section.soma.weight.mul_(-1)
+    elif change == "optimizer_step":
+        model.train()
+        loss_of(model(case.inputs, **case.kwargs())).backward()
+        torch.optim.SGD(model.parameters(), lr=5.0).step()
+        model.eval()
+    elif change == "load_state_dict":
+        model.load_state_dict(other.state_dict())
+    else:  # new tensors in place of the old ones
+        model.load_state_dict(other.state_dict(), assign=True)
+    after = run(model, case, trace=True)
+    expected = run(model, case, trace=True, implementation="reference")
+    decisive(expected.trace)
+    assert_same_outputs(after, expected)
+    assert [decisions(s) for s in after.trace.sections] == [decisions(s) for s in expected.trace.sections]
+    for got, want in zip(after.trace.sections, expected.trace.sections):
+        assert_same_voltages(got, want)
+        assert [c.voltages for c in got.indexer] == [pytest.approx(c.voltages, abs=ATOL) for c in want.indexer]
+    assert not torch.allclose(after.outputs, before.outputs, atol=1e-4)  # the change mattered
