@@ -10,7 +10,10 @@ shared machine hits both alike; the tables show medians over the repeats. For th
 - per-input routes: N inputs each routed as if alone (per-sample routing, one call) vs a loop of N
   batch-of-one forwards of the fast model;
 - training tokens/s vs transformers' GPT-2 with about as many parameters, same loop (AdamW, fwd+bwd+step);
-- achieved GFLOP/s of the fast forward (matmul FLOPs it really did) vs a large fp32 matmul.
+- achieved GFLOP/s of the fast forward (matmul FLOPs it really did) vs a large fp32 matmul;
+- for forward and per-input routes, the *ceiling*: the share of the fast contestant's time spent in
+  the arithmetic kernels every faithful path must run (GEMMs, LayerNorm, SiLU, attention; torch's
+  profiler), and the speedup that would follow if everything else took no time at all.
 
 Then a scale table (forward cost as n_neurons, n_neighbors, n_dim and length grow) and the app's
 size budget. Results go to bench/results-perf.json as well.
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,17 +119,52 @@ def forward(model: Genesis, x: torch.Tensor, **kwargs) -> Callable[[], object]:
 # The measurements
 
 
+# The kernels that do a pass's arithmetic. Both contestants of a comparison must run them on the
+# same numbers (same FLOPs, same elements); everything else (dispatch, Python, gathers, copies) is
+# what an optimisation can remove.
+ARITHMETIC = {
+    "aten::mm",
+    "aten::bmm",
+    "aten::addmm",
+    "aten::native_layer_norm",
+    "aten::silu",
+    "aten::silu_",
+    "aten::sigmoid",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+}
+
+
+def arithmetic_share(run: Callable[[], object]) -> float:
+    """Fraction of one profiled run's wall time spent inside the arithmetic kernels."""
+    run()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        run()
+        wall = time.perf_counter() - start
+    kernels = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ARITHMETIC) / 1e6
+    return min(1.0, kernels / wall)
+
+
+def with_ceiling(result: dict, fast_s: float, baseline_s: float, run: Callable[[], object]) -> dict:
+    """`ceiling`: the speedup over the baseline if the fast contestant spent no time outside the
+    arithmetic kernels (the profiler's own overhead makes the share smaller: the ceiling is generous)."""
+    share = arithmetic_share(run)
+    return {**result, "arithmetic_share": share, "ceiling": baseline_s / (fast_s * share)}
+
+
 def bench_forward(model: Genesis, batch: int, repeats: int) -> dict:
     """Fast routing vs the reference path, eval forward without grad."""
     x = tokens(model.config, batch)
-    t = side_by_side({"fast": forward(model, x), "reference": forward(model, x, implementation="reference")}, repeats)
-    return dict(
+    fast = forward(model, x)
+    t = side_by_side({"fast": fast, "reference": forward(model, x, implementation="reference")}, repeats)
+    result = dict(
         batch=batch,
         length=LENGTH,
         fast_ms=1e3 * t["fast"],
         reference_ms=1e3 * t["reference"],
         speedup=t["reference"] / t["fast"],
     )
+    return with_ceiling(result, t["fast"], t["reference"], fast)
 
 
 def bench_trace(model: Genesis, batch: int, repeats: int) -> dict:
@@ -145,8 +184,9 @@ def bench_per_sample(model: Genesis, inputs: int, repeats: int) -> dict:
             for i in range(inputs):
                 model(x[i : i + 1])
 
-    t = side_by_side({"batched": forward(per_sample, x), "loop": loop}, repeats)
-    return dict(
+    batched = forward(per_sample, x)
+    t = side_by_side({"batched": batched, "loop": loop}, repeats)
+    result = dict(
         inputs=inputs,
         length=LENGTH,
         batched_s=t["batched"],
@@ -154,6 +194,7 @@ def bench_per_sample(model: Genesis, inputs: int, repeats: int) -> dict:
         speedup=t["loop"] / t["batched"],
         per_input_ms=1e3 * t["batched"] / inputs,
     )
+    return with_ceiling(result, t["batched"], t["loop"], batched)
 
 
 def gpt2_like(config: GenesisConfig, parameters: int):
@@ -320,22 +361,32 @@ def table(title: str, header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def ceiling(result: dict) -> list:
+    return [result["arithmetic_share"], result["ceiling"]] if "ceiling" in result else ["", ""]
+
+
 def report(results: dict) -> str:
     out = []
     for name, r in results["configs"].items():
         out.append(f"\n== {name} config: {r['parameters'] / 1e6:.2f}M parameters ==")
         if "forward" in r:
             rows = [
-                [f"B={f['batch']},T={f['length']}", f["fast_ms"], f["reference_ms"], f["speedup"]] for f in r["forward"]
+                [f"B={f['batch']},T={f['length']}", f["fast_ms"], f["reference_ms"], f["speedup"]] + ceiling(f)
+                for f in r["forward"]
             ]
-            out.append(table("forward (eval)", ["input", "fast ms", "reference ms", "speedup x"], rows))
+            header = ["input", "fast ms", "reference ms", "speedup x", "arithmetic share", "ceiling x"]
+            out.append(table("forward (eval)", header, rows))
         if "trace" in r:
             rows = [[f"B={f['batch']},T={f['length']}", f["off_ms"], f["on_ms"], f["overhead"]] for f in r["trace"]]
             out.append(table("trace=True vs trace=False", ["input", "off ms", "on ms", "on/off"], rows))
         if "per_sample" in r:
             p = r["per_sample"]
-            rows = [[f"{p['inputs']} x T={p['length']}", p["batched_s"], p["loop_s"], p["speedup"], p["per_input_ms"]]]
+            rows = [
+                [f"{p['inputs']} x T={p['length']}", p["batched_s"], p["loop_s"], p["speedup"], p["per_input_ms"]]
+                + ceiling(p)
+            ]
             header = ["inputs", "per-sample call s", "batch-of-one loop s", "speedup x", "ms per input"]
+            header += ["arithmetic share", "ceiling x"]
             out.append(table("routes of inputs each as if alone", header, rows))
         if "training" in r:
             t = r["training"]

@@ -18,6 +18,8 @@ def test_benchmark_parts_run_on_a_tiny_model():
     assert trace["on_ms"] > 0 and trace["off_ms"] > 0
     per_sample = bench_perf.bench_per_sample(model, inputs=3, repeats=1)
     assert per_sample["inputs"] == 3 and per_sample["loop_s"] > 0
+    for result in (forward, per_sample):  # the profiler found the arithmetic kernels
+        assert 0 < result["arithmetic_share"] <= 1 and result["ceiling"] > 0
     flops = bench_perf.bench_flops(model, batch=2, repeats=1, peak=bench_perf.matmul_gflops(size=64, repeats=1))
     assert flops["gflop"] > 0 and flops["gflops_per_s"] > 0
     training = bench_perf.bench_training(model, batch=2, steps=2)
