@@ -14,6 +14,7 @@ import networkx as nx
 import plotly.graph_objects as go
 
 from .configuration import GenesisConfig, human, parameter_breakdown
+from .figure_style import NARROW, WIDE, set_title
 from .graphs import ATTENTIVE, PLAIN, architecture_graph, route_order
 from .probes import Causality
 from .trace import SectionTrace
@@ -38,15 +39,12 @@ NODE_SIZE = 24
 EDGE_GAP = 0.1
 
 
-def _layout(fig: go.Figure, title: str, uirevision: str, height: int = 420, **kw) -> go.Figure:
-    fig.update_layout(
-        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)),
-        uirevision=uirevision,
-        height=height,
-        margin=dict(l=10, r=10, t=40, b=10),
-        **kw,
-    )
-    return fig
+def _layout(
+    fig: go.Figure, title: str, uirevision: str, height: int = 420, title_width: int = NARROW, **kw
+) -> go.Figure:
+    """Common layout; `title_width`: NARROW for figures the pages draw in columns, WIDE for full width."""
+    fig.update_layout(uirevision=uirevision, height=height, margin=dict(l=10, r=10, t=40, b=10), **kw)
+    return set_title(fig, title, title_width)
 
 
 # -- wiring -------------------------------------------------------------------------------------
@@ -252,6 +250,7 @@ def architecture_figure(config: GenesisConfig, uirevision: str = "architecture")
         f"Architecture: {config.n_sections} sections ({config.n_section}), {human(sum(parameter_breakdown(config).values()))} parameters",
         uirevision,
         max(260, 110 * height + 90),
+        WIDE,
         xaxis=dict(visible=False, range=[-0.5, layers + 0.5]),
         yaxis=dict(visible=False, range=[-height / 2 - 0.4, height / 2]),
         showlegend=False,
@@ -279,6 +278,7 @@ def parameter_breakdown_figure(config: GenesisConfig, uirevision: str = "paramet
         f"Parameters: {human(sum(parts.values()))} in all",
         uirevision,
         320,
+        WIDE,
         yaxis=dict(autorange="reversed"),
         xaxis=dict(title=dict(text="parameters")),
     )
@@ -291,7 +291,9 @@ def hop_step_figure(
     section: SectionTrace, step: int, sample: int = 0, n_attentive: int | None = None, uirevision: str = "step"
 ) -> go.Figure:
     """Step 0: the indexer's vote (each start candidate's voltage). Step h ≥ 1: hop h, every
-    candidate's voltage for this sample against the chosen one's threshold (dashed line).
+    candidate's voltage for this sample against the chosen one's threshold (dashed line). The
+    voltage axis runs from 0 to 1 (a voltage is a mean of sigmoids), wider only for a threshold
+    outside: bars from zero do not exaggerate small differences.
 
     Bars are coloured by neuron kind (`n_attentive`: the section's attentive count, by default all
     of the indexer's candidates); the chosen one has an orange outline. With several samples in the
@@ -301,12 +303,12 @@ def hop_step_figure(
     n_attentive = len(section.indexer) if n_attentive is None else n_attentive
     if step == 0:
         candidates, chosen, threshold = section.indexer, section.start, None
-        title = f"Section {section.section} · the indexer's vote: start at {section.start}"
+        title = f"Start: the indexer picks {section.start}"
     else:
         hop = section.hops[step - 1]
         candidates, chosen, threshold = hop.candidates, hop.chosen, hop.threshold
         verdict = "fires" if hop.passed[column] else "does not fire"
-        title = f"Section {section.section} · hop {step}: {hop.source} → {hop.chosen} {verdict}"
+        title = f"Hop {step}: {hop.source} → {hop.chosen} {verdict}"
     names = [str(c.neuron) for c in candidates]
     voltages = [c.voltages[column] for c in candidates]
     fig = go.Figure(
@@ -318,7 +320,8 @@ def hop_step_figure(
                 line=dict(color=[ROUTE_COLOR if c.neuron == chosen else "white" for c in candidates], width=4),
             ),
             text=[f"{v:.3f}" for v in voltages],
-            textposition="outside",
+            textposition="auto",  # inside the bar's top, clear of the threshold's label
+            insidetextanchor="end",
             name="voltage",
             customdata=[c.neuron for c in candidates],
             hovertemplate="neuron %{x}<br>voltage %{y:.4f}<extra></extra>",
@@ -344,19 +347,19 @@ def hop_step_figure(
                 dict(
                     xref="paper", x=0, y=threshold, yanchor="bottom", xanchor="left", showarrow=False,
                     text=f"threshold of {chosen}: {threshold:.3f}", font=dict(color=ROUTE_COLOR),
+                    bgcolor="rgba(255,255,255,0.8)",
                 )
             ],
         )  # fmt: skip
-    low = min(voltages + ([threshold] if threshold is not None else []), default=0.0)
-    high = max(voltages + ([threshold] if threshold is not None else []), default=1.0)
-    span = max(high - low, 0.02)
+    shown = voltages + ([threshold] if threshold is not None else [])
+    low, high = min([0.0, *shown]), max([1.0, *shown])  # a trained threshold may leave [0, 1]
     return _layout(
         fig,
         title,
         uirevision,
         340,
-        xaxis=dict(title=dict(text="candidate neuron"), type="category"),
-        yaxis=dict(title=dict(text="voltage"), range=[low - span * 0.6, high + span * 0.6]),
+        xaxis=dict(title=dict(text=f"candidate neuron (section {section.section})"), type="category"),
+        yaxis=dict(title=dict(text="voltage"), range=[low, high + 0.05 * (high - low)]),
         showlegend=len(fig.data) > 1,
         legend=dict(orientation="h", y=-0.25),
     )
@@ -434,9 +437,10 @@ def causality_figure(result: Causality, token_labels: Sequence[str], uirevision:
     )
     return _layout(
         fig,
-        "How each position's output changes when one token is replaced (⟳: the route changed)",
+        "How each position's output changes when one token is replaced",
         uirevision,
         max(300, 16 * len(y) + 140),
+        WIDE,
         xaxis=dict(title=dict(text="output position"), type="category"),
-        yaxis=dict(title=dict(text="replaced position"), autorange="reversed", type="category"),
+        yaxis=dict(title=dict(text="replaced position (⟳: the route changed)"), autorange="reversed", type="category"),
     )

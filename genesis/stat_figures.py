@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .figure_style import PANEL_TITLE_SIZE, set_title
 from .trace import STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS
 
 # Stable colours: section i (and configuration i) always gets PALETTE[i % len(PALETTE)].
@@ -23,9 +24,12 @@ def color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def _layout(fig: go.Figure, title: str, revision: str, **extra) -> go.Figure:
-    fig.update_layout(title=dict(text=title), uirevision=revision, margin=dict(l=60, r=20, t=50, b=50), **extra)
-    return fig
+def _layout(fig: go.Figure, title: str, revision: str, top: int = 50, **extra) -> go.Figure:
+    fig.update_layout(uirevision=revision, margin=dict(l=60, r=20, t=top, b=50), **extra)
+    # Margins grow to fit tick labels and axis titles (Streamlit's theme does so too; other renderers do not).
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    return set_title(fig, title, top=top)
 
 
 def firing_heatmap(frequency: pd.DataFrame, n_attentive: int = 0) -> go.Figure:
@@ -44,7 +48,7 @@ def firing_heatmap(frequency: pd.DataFrame, n_attentive: int = 0) -> go.Figure:
     axis_title = "neuron"
     if 0 < n_attentive < len(frequency.columns):
         fig.add_vline(x=n_attentive - 0.5, line=dict(color="white", dash="dash"))
-        axis_title = f"neuron (0–{n_attentive - 1} attentive, left of the dashed line; the rest plain)"
+        axis_title = f"neuron (0–{n_attentive - 1}: attentive, left of the dashed line)"
     fig.update_xaxes(title=dict(text=axis_title), dtick=1)
     fig.update_yaxes(autorange="reversed")  # section 0 on top, as in every other view
     return _layout(fig, "How often each neuron fires", "firing", height=160 + 70 * len(frequency.index))
@@ -180,7 +184,8 @@ def comparison_bars(table: pd.DataFrame) -> go.Figure:
             row=1,
             col=col,
         )
-    return _layout(fig, "Configurations side by side", "compare", height=360)
+    fig.update_annotations(font=dict(size=PANEL_TITLE_SIZE))  # the subplot titles
+    return _layout(fig, "Configurations side by side", "compare", top=75, height=380)
 
 
 def seed_stability_bars(table: pd.DataFrame) -> go.Figure:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .figure_style import PANEL_TITLE_SIZE, set_title
 from .stat_figures import COUNT_SCALE, color
 from .training import RouteSnapshot, TrainingEvent
 
@@ -48,13 +49,9 @@ def loss_figure(events: Sequence[TrainingEvent], uirevision: str = "loss") -> go
     fig.update_xaxes(title=dict(text="step"), rangemode="tozero")
     fig.update_yaxes(title=dict(text="loss (nats)"))
     fig.update_layout(
-        title=dict(text="Loss"),
-        uirevision=uirevision,
-        height=360,
-        margin=dict(l=60, r=20, t=50, b=50),
-        legend=dict(orientation="h", y=-0.25),
+        uirevision=uirevision, height=360, margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.25)
     )
-    return fig
+    return set_title(fig, "Loss", top=50)
 
 
 def routing_over_training(
@@ -92,14 +89,14 @@ def routing_over_training(
         )
     fig.update_xaxes(title=dict(text="step"), type="category")
     fig.update_yaxes(autorange="reversed")
+    fig.update_annotations(font=dict(size=PANEL_TITLE_SIZE))  # the subplot titles
     title = "Where routes start" if kind == "start" else "How often each neuron fires"
     fig.update_layout(
-        title=dict(text=f"{title}, at each evaluation"),
         uirevision=f"{uirevision}-{kind}",
         height=200 + 18 * (len(snapshots[0].firing[0]) if snapshots and kind == "firing" else 4),
         margin=dict(l=90, r=20, t=70, b=50),
     )
-    return fig
+    return set_title(fig, f"{title}, at each evaluation", top=70)
 
 
 def class_firing_figure(snapshot: RouteSnapshot, uirevision: str = "classes") -> go.Figure:
@@ -111,11 +108,5 @@ def class_firing_figure(snapshot: RouteSnapshot, uirevision: str = "classes") ->
             go.Bar(x=labels, y=[v for section in firing for v in section], name=name, marker=dict(color=color(index)))
         )
     fig.update_yaxes(title=dict(text="share of inputs"), range=[0, 1])
-    fig.update_layout(
-        title=dict(text=f"Neurons fired, by class (step {snapshot.step})"),
-        barmode="group",
-        uirevision=uirevision,
-        height=340,
-        margin=dict(l=60, r=20, t=50, b=60),
-    )
-    return fig
+    fig.update_layout(barmode="group", uirevision=uirevision, height=340, margin=dict(l=60, r=20, t=50, b=60))
+    return set_title(fig, f"Neurons fired, by class (step {snapshot.step})", top=50)

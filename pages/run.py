@@ -165,7 +165,7 @@ def what_if_view() -> None:
     edited = probes.set_threshold(private_copy(model), model, section_index, neuron, value)
     what_if = probes.run(edited, ids).trace.sample_routes()[0]
     changed_thresholds = tuple(edited.thresholds()[section_index])
-    title = f"Section {section_index}: the route (orange) and with this threshold (green)"
+    title = f"Section {section_index}: route vs what-if"  # the legend says which line is which
     figure = wiring_figure(key, section_index, changed_thresholds, tuple(route), tuple(what_if[section_index]), title)
     picture.plotly_chart(figure, key="run_whatif")
     for i, (before, after) in enumerate(zip(trace.sample_routes()[0], what_if)):

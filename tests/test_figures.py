@@ -3,13 +3,14 @@ route and its hop numbers, voltages against thresholds, parameter counts."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import plotly.graph_objects as go
 import pytest
 
 import genesis
-from genesis import figures, graphs, probes
+from genesis import figure_style, figures, graphs, probes
 from genesis.configuration import parameter_breakdown
 
 
@@ -117,3 +118,138 @@ def test_output_figures(lm_model, tokens):
     result = probes.causality(lm_model, ids)
     heat = named(figures.causality_figure(result, [probes.token_label(t) for t in ids]), "causality")
     assert [list(row) for row in heat.z] == result.delta
+
+
+# -- how titles, axes and heatmaps read (issue 3's visual nits) -------------------------------------
+
+TEXTS = ["The cat sat on the mat.", "def add(a, b): return a + b", "1, 2, 3, 4, 5", "Hello, world!"]
+
+
+def title_lines(fig: go.Figure) -> list[str]:
+    return (fig.layout.title.text or "").split("<br>")
+
+
+def axis_titles(fig: go.Figure) -> list[str]:
+    axes = [fig.layout[name] for name in fig.layout if name.startswith(("xaxis", "yaxis"))]
+    return [axis.title.text for axis in axes if axis.title.text]
+
+
+def assert_fits(fig: go.Figure, width: int) -> None:
+    """Plotly wraps neither titles nor axis titles: a line wider than the figure is cut off."""
+    for line in title_lines(fig) + axis_titles(fig):
+        assert len(line) <= width, (line, width)
+
+
+def activation_heatmaps(run) -> list[go.Figure]:
+    """The Activations page's heatmaps: firing (section × neuron), transitions, near misses."""
+    from genesis import analysis, stat_figures
+
+    return [
+        stat_figures.firing_heatmap(analysis.firing_frequency(run, True), run.n_attentive),
+        stat_figures.transition_heatmap(analysis.transition_matrix(run, 0), 0),
+        stat_figures.near_miss_heatmap(analysis.near_miss(run), run.texts),
+    ]
+
+
+def every_figure(model, trace, ids) -> list[go.Figure]:
+    """One figure from each builder in figures, stat_figures and training_figures."""
+    from genesis import analysis, stat_figures, training_figures
+    from genesis.training import RouteSnapshot, TrainingEvent
+
+    section = next(s for s in trace.sections if s.hops)
+    out = probes.run(model, ids)
+    top = probes.top_k_next(out, 5)
+    run = analysis.run_many(model, TEXTS)
+    config, n = model.config, model.config.n_neurons
+    snapshot = RouteSnapshot(
+        step=10, samples=4, start=[[0.5] * n] * 2, firing=[[0.25] * n] * 2, route_length=[2.0, 2.0],
+        distinct_routes=3, by_class={"0": [[0.5] * n] * 2, "1": [[0.1] * n] * 2},
+    )  # fmt: skip
+    events = [TrainingEvent(step, 10, 3.0 - step / 10, 1e-3, 100.0, step, 2.9, None, snapshot) for step in (0, 10)]
+    comparison = analysis.compare_configs({"a": model, "b": model}, TEXTS, repeats=1)
+    return [
+        figures.wiring_figure(graphs.wiring_graph(model, 0), section.route_of(0)),
+        figures.architecture_figure(config),
+        figures.parameter_breakdown_figure(config),
+        figures.hop_step_figure(section, 0),
+        figures.hop_step_figure(section, 1),
+        figures.top_k_figure([probes.token_label(t) for t, _ in top], [p for _, p in top]),
+        figures.class_probability_figure([0.3]),
+        figures.causality_figure(probes.causality(model, ids), [probes.token_label(t) for t in ids]),
+        *activation_heatmaps(run),
+        *(
+            bars(table)
+            for bars, table in (
+                (stat_figures.start_bars, analysis.start_distribution(run)),
+                (stat_figures.route_length_bars, analysis.route_lengths(run)),
+                (stat_figures.stop_reason_bars, analysis.stop_reasons(run)),
+                (stat_figures.balance_bars, analysis.balance(run)),
+                (stat_figures.comparison_bars, comparison.table),
+                (stat_figures.seed_stability_bars, analysis.seed_stability(model, [1, 2], TEXTS)),
+            )
+        ),
+        training_figures.loss_figure(events),
+        training_figures.routing_over_training([snapshot], "start", config.n_attentive_neurons),
+        training_figures.routing_over_training([snapshot], "firing", config.n_attentive_neurons),
+        training_figures.class_firing_figure(snapshot),
+    ]
+
+
+def test_every_title_has_the_same_style_and_fits_a_full_width_figure(lm_model, tokens):
+    ids = tokens(1, 10)[0].tolist()
+    drawn = every_figure(lm_model, lm_model(tokens(1, 10), trace=True).trace, ids)
+    for fig in drawn:
+        title = fig.layout.title
+        assert title.text and "<b>" not in title.text  # the theme bolds titles: no double bold
+        assert (title.font.size, title.x, title.xanchor) == (figure_style.TITLE_SIZE, 0, "left"), title.text
+        for note in fig.layout.annotations:  # subplot titles among them: quieter than the figure's title
+            assert (note.font.size or 0) < figure_style.TITLE_SIZE, (title.text, note.text)
+    for fig in drawn:
+        assert_fits(fig, figure_style.WIDE)
+
+
+def test_figures_drawn_in_columns_have_titles_that_fit_a_column(lm_model, tokens):
+    trace = lm_model(tokens(1, 10), trace=True).trace
+    section = next(s for s in trace.sections if s.hops)
+    narrow = [figures.hop_step_figure(section, step) for step in range(len(section.hops) + 1)]
+    narrow += [figures.wiring_figure(graphs.wiring_graph(lm_model, 1)), figures.class_probability_figure([0.3])]
+    narrow.append(figures.top_k_figure(["a", "b"], [0.6, 0.4]))
+    for fig in narrow:
+        assert_fits(fig, figure_style.NARROW)
+    # a long title (a page's own, or a long model name on Compare) is wrapped, and the margin makes room
+    long = "1: Fresh model from the Build config, trained for a while"
+    short = figures.wiring_figure(graphs.wiring_graph(lm_model, 0), title="Section 0 wiring")
+    wrapped = figures.wiring_figure(graphs.wiring_graph(lm_model, 0), title=long)
+    assert_fits(wrapped, figure_style.NARROW)
+    assert " ".join(title_lines(wrapped)) == long
+    extra = figure_style.TITLE_LINE * (len(title_lines(wrapped)) - 1)
+    assert wrapped.layout.margin.t == short.layout.margin.t + extra > short.layout.margin.t
+    assert wrapped.layout.height == short.layout.height + extra  # the plot itself keeps its size
+
+
+def test_voltage_axis_starts_at_zero_and_shows_the_threshold(lm_model, tokens):
+    out = lm_model(tokens(2, 10), trace=True)
+    section = next(s for s in out.trace.sections if s.hops)
+    for step in range(len(section.hops) + 1):
+        fig = figures.hop_step_figure(section, step, sample=1)
+        low, high = fig.layout.yaxis.range
+        assert low == 0 and high >= 1  # voltages are means of sigmoids: all of [0, 1], bars from zero
+        if step:
+            assert low < fig.layout.shapes[0].y0 < high
+    # a trained threshold outside [0, 1] stays on the chart
+    hop = section.hops[0]
+    outside = dataclasses.replace(section, hops=[dataclasses.replace(hop, threshold=1.4)])
+    low, high = figures.hop_step_figure(outside, 1).layout.yaxis.range
+    assert low == 0 and high > 1.4
+
+
+def test_activation_heatmaps_draw_section_zero_on_top_with_room_for_labels(lm_model):
+    from genesis import analysis
+
+    heatmaps = activation_heatmaps(analysis.run_many(lm_model, TEXTS))
+    firing = heatmaps[0]
+    assert list(firing.data[0].y)[0] == "section 0"  # the first row, drawn on top:
+    for fig in heatmaps:
+        assert fig.layout.yaxis.autorange == "reversed"  # plotly draws y upwards: row 0 would be at the bottom
+        assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin  # labels get the room they need
+        assert_fits(fig, figure_style.WIDE)

@@ -8,6 +8,7 @@ import torch
 
 import genesis
 from genesis import probes
+from genesis.figure_style import NARROW
 from pages.common import build_model, config_json
 from tests.app.conftest import FRESH, assert_ok, charts, open_app, trace_named
 
@@ -87,6 +88,21 @@ def test_lines_in_a_batch_vs_alone():
         assert table["differs in sections"][row] == (", ".join(differs) or "—")
     at.selectbox(key="run_line").set_value(1).run()
     assert trace_named(charts(at)["run_wiring"], "route")["meta"]["route"] == alone[1][0]
+
+
+def test_charts_in_columns_fit_them():
+    """Plotly never wraps a title: in a half-width column a long one is cut off at the edge. The hop
+    chart's voltage axis starts at zero (voltages are in [0, 1]) and still shows the threshold."""
+    at = open_app("run", {"text": TEXT})
+    drawn = charts(at)
+    for key in ("run_topk", "run_wiring", "run_hop", "run_whatif"):
+        layout = drawn[key]["layout"]
+        for line in layout["title"]["text"].split("<br>"):
+            assert len(line) <= NARROW, (key, line)
+    low, high = drawn["run_hop"]["layout"]["yaxis"]["range"]
+    assert low == 0 and high >= 1
+    if shapes := drawn["run_hop"]["layout"].get("shapes"):
+        assert low < shapes[0]["y0"] < high
 
 
 def test_what_if_threshold_reroutes_on_a_copy():
