@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .modeling import DROPOUT, PassContext, Section, UnitChain, norm_each, plus, straight_through
+from .parallel import lanes_for, run_lanes
 from .trace import (
     STOP_ALL_FIRED,
     STOP_BELOW_THRESHOLD,
@@ -34,6 +35,7 @@ from .trace import (
 
 STOPPED_VOLTAGE = 0.5  # sigmoid(0): every part is bias-free, so a zeroed row's voltage is exactly this
 CHUNK_FLOATS = 1 << 19  # per-sample routing: samples per chunk so that a chunk's (R, T, D) is about 2 MiB
+LANE_FLOATS = 1 << 18  # per-sample routing: from this much input (R * T * D) on, chunks share the CPU threads
 
 
 def start_candidates(section: Section) -> tuple[int, ...]:
@@ -381,17 +383,25 @@ def _route_chunk(section: Section, x: torch.Tensor, ctx: PassContext) -> _Chunk:
 def route_sample(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
     """Every sample chooses its own start and candidates by its own voltage: as if run alone.
 
-    Samples are independent here, so they go in chunks that keep the working set in cache.
+    Samples are independent here, so they go in chunks that keep the working set in cache, on
+    parallel lanes (genesis.parallel) when there are several CPU threads.
     """
     batch, length, dim = x.shape
-    size = max(1, CHUNK_FLOATS // max(1, length * dim))
+    chunks_needed = -(-batch // max(1, CHUNK_FLOATS // max(1, length * dim)))
+    if chunks_needed == 1 and batch > 1 and batch * length * dim >= LANE_FLOATS:
+        chunks_needed = 2  # enough work to share
+    lanes = lanes_for(chunks_needed, x.device, deterministic=not section.training)
+    size = -(-batch // (lanes * -(-chunks_needed // lanes)))  # even chunks, a multiple of the lanes
     if batch <= size:
         chunks = [_route_chunk(section, x, ctx)]
     else:
-        chunks = [
-            _route_chunk(section, x[a : a + size], _rows_context(ctx, slice(a, a + size)))
-            for a in range(0, batch, size)
-        ]
+        starts = range(0, batch, size)
+
+        def chunk(i: int) -> _Chunk:
+            rows = slice(starts[i], starts[i] + size)
+            return _route_chunk(section, x[rows], _rows_context(ctx, rows))
+
+        chunks = run_lanes(chunk, len(starts), lanes)
     fired = torch.cat([c.fired for c in chunks]) if len(chunks) > 1 else chunks[0].fired
     if ctx.recorder is not None:
         traces, offset = [], 0

@@ -295,6 +295,46 @@ def test_chunked_large_batches_give_the_same_numbers(monkeypatch, routing):
         ]
 
 
+@pytest.fixture
+def intra_op_threads():
+    """Set torch's intra-op threads for one test (per-sample lanes follow them), restored after."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_per_sample_lanes_give_what_one_thread_gives(monkeypatch, intra_op_threads):
+    case = random_case(2, n_routing="sample", n_output="bridge")
+    model = build(case.config, 2)
+    inputs = torch.cat([case.inputs] * 5)  # more samples than chunks
+    monkeypatch.setattr(genesis.routing, "CHUNK_FLOATS", 2 * inputs.shape[1] * case.config.inner_dim)
+    with torch.no_grad():
+        intra_op_threads(1)  # one lane
+        alone = model(inputs, trace=True)
+        intra_op_threads(2)  # two lanes, chunks shared between them
+        shared = model(inputs, trace=True)
+    torch.testing.assert_close(shared.outputs, alone.outputs, atol=ATOL, rtol=1e-4)
+    assert shared.neuron_activation_count == alone.neuron_activation_count
+    assert [[decisions(s) for s in per] for per in shared.trace.samples] == [
+        [decisions(s) for s in per] for per in alone.trace.samples
+    ]
+    assert [s.order for s in shared.trace.sections] == [s.order for s in alone.trace.sections]
+
+
+def test_per_sample_training_stays_reproducible_with_threads(monkeypatch, intra_op_threads):
+    """Dropout draws from the global generator: lanes would make the masks depend on timing."""
+    case = random_case(2, n_routing="sample", n_output="bridge")
+    model = build(case.config, 2).train()
+    inputs = torch.cat([case.inputs] * 5)
+    monkeypatch.setattr(genesis.routing, "CHUNK_FLOATS", 2 * inputs.shape[1] * case.config.inner_dim)
+    intra_op_threads(2)
+    runs = []
+    for _ in range(3):
+        torch.manual_seed(0)
+        runs.append(model(inputs).outputs.detach())
+    assert all(torch.equal(run, runs[0]) for run in runs)
+
+
 # ---------------------------------------------------------------------------------------------
 # Gradients
 
