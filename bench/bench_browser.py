@@ -5,7 +5,9 @@ against `streamlit run app.py` on 127.0.0.1, medians of several repeats.
 
 - cold start: the server process starting → the default page's first chart drawn (a new server
   each repeat; the browser is already open, like a user's). Also: the server answering its health
-  check, and a fresh Python importing `genesis` (the first page view pays that import);
+  check, and in a fresh Python the imports the first page view pays: the shared page code
+  (`pages.common`: streamlit, torch, transformers' config code, `genesis` without its model; Home's
+  first chart needs no more), then the model code (`genesis.Genesis`, loaded after that chart);
 - slider → redraw: on Build, one key press on the n_neighbors slider → the first frame that shows
   section 0's wiring graph with the new edges. "new value": a value this server has not built yet
   (graph and figure are built); "seen value": one it has (its caches answer). Also with the fresh
@@ -134,13 +136,20 @@ def cold_start(browser, repeats: int) -> dict[str, list[float]]:
     return {"server": server, "chart": chart}
 
 
-def import_time(repeats: int) -> list[float]:
-    """Seconds a fresh Python needs to import the library (the first page view pays this)."""
-    code = "import time; t = time.perf_counter(); import genesis; print(time.perf_counter() - t)"
-    return [
-        float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
-        for _ in range(repeats)
-    ]
+def import_time(repeats: int) -> dict[str, list[float]]:
+    """Seconds a fresh Python needs to import the page code ("pages") and then the model ("model")."""
+    code = (
+        "import json, time; t = time.perf_counter(); import pages.common; pages = time.perf_counter() - t\n"
+        "import genesis; genesis.Genesis; print(json.dumps([pages, time.perf_counter() - t - pages]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    times = []
+    for _ in range(repeats):
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
+        times.append(json.loads(done.stdout.strip().splitlines()[-1]))  # streamlit may log above it
+    return {"pages": [t[0] for t in times], "model": [t[1] for t in times]}
 
 
 def slider_redraw(page, url: str, repeats: int, slider: str = SLIDER, fresh: bool = False) -> dict[str, list[float]]:
@@ -176,10 +185,38 @@ def run_route(page, url: str, repeats: int) -> dict[str, list[float]]:
     return {"drawn": drawn, "finished": finished}
 
 
+def interaction_rows(browser, repeats: int) -> dict[str, list[float]]:
+    """Slider and Run timings on one warm server, each measurement in a new session."""
+    proc, url = start_app(log=None)
+    try:
+
+        def in_new_session(measurement, *rest, **kw):  # a new browser context: a new Streamlit session
+            context = browser.new_context(viewport=VIEWPORT)
+            try:
+                return measurement(context.new_page(), url, *rest, **kw)
+            finally:
+                context.close()
+
+        in_new_session(goto)  # the first page view imports the library: that is the cold start's
+        slider = in_new_session(slider_redraw, repeats)
+        fresh = in_new_session(slider_redraw, repeats, "build_n_neurons", fresh=True)
+        run = in_new_session(run_route, repeats)
+    finally:
+        stop_app(proc)
+    return {
+        "slider → wiring redrawn (new value)": slider["new"],
+        "slider → wiring redrawn (seen value)": slider["seen"],
+        "n_neurons slider → redrawn (new, fresh model)": fresh["new"],
+        "Run → route drawn": run["drawn"],
+        "Run → page finished": run["finished"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="interactions measured per row")
     parser.add_argument("--cold", type=int, default=3, help="fresh servers started for the cold start")
+    parser.add_argument("--cold-only", action="store_true", help="only the cold start (prints, writes no results)")
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -189,35 +226,19 @@ def main(argv: list[str] | None = None) -> int:
     with sync_playwright() as p:
         browser = launch_chromium(p)
         cold = cold_start(browser, args.cold)
-        proc, url = start_app(log=None)
-        try:
-
-            def in_new_session(measurement, *rest, **kw):  # a new browser context: a new Streamlit session
-                context = browser.new_context(viewport=VIEWPORT)
-                try:
-                    return measurement(context.new_page(), url, *rest, **kw)
-                finally:
-                    context.close()
-
-            in_new_session(goto)  # the first page view imports the library: that is the cold start's
-            slider = in_new_session(slider_redraw, args.repeats)
-            fresh = in_new_session(slider_redraw, args.repeats, "build_n_neurons", fresh=True)
-            run = in_new_session(run_route, args.repeats)
-        finally:
-            stop_app(proc)
+        if not args.cold_only:
+            interactions = interaction_rows(browser, args.repeats)
         browser.close()
 
     load_after = os.getloadavg()[0]
     rows = {
         "cold start → first chart": cold["chart"],
         "cold start → server answers": cold["server"],
-        "import genesis (fresh python)": imports,
-        "slider → wiring redrawn (new value)": slider["new"],
-        "slider → wiring redrawn (seen value)": slider["seen"],
-        "n_neurons slider → redrawn (new, fresh model)": fresh["new"],
-        "Run → route drawn": run["drawn"],
-        "Run → page finished": run["finished"],
+        "import page code (fresh python)": imports["pages"],
+        "… then the model code": imports["model"],
     }
+    if not args.cold_only:
+        rows.update(interactions)
     print(f"{'measurement':46} {'median s':>9} {'min s':>7} {'max s':>7} {'n':>3} {'target s':>9}")
     for name, times in rows.items():
         target = TARGETS.get(name)
@@ -226,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:46} {statistics.median(times):9.3f} {min(times):7.3f} {max(times):7.3f} {len(times):3d} {verdict:>9}"
         )
     print(f"load average (1 min) before/after: {load_before:.1f} / {load_after:.1f} on {os.cpu_count()} CPUs")
+    if args.cold_only:
+        return 0
     RESULTS.write_text(
         json.dumps(
             {

@@ -1,4 +1,15 @@
-"""Genesis: a brain-inspired network of routed neurons, in PyTorch with Hugging Face conventions."""
+"""Genesis: a brain-inspired network of routed neurons, in PyTorch with Hugging Face conventions.
+
+The model and the tokenizer load on first use (`genesis.Genesis`, `from genesis import Genesis`):
+transformers' model code takes longer to import than everything else here together, and a config,
+its figures and graphs need none of it (the app draws its first chart that way). AutoConfig,
+AutoModel and AutoModelForCausalLM know Genesis from `import genesis` on.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
@@ -12,13 +23,21 @@ from .configuration import (
     parameter_breakdown,
     preset,
 )
-from .modeling import Genesis, GenesisOutput, default_device, neighbor_wiring
-from .tokenization import byte_tokenizer, load_tokenizer
 from .trace import Candidate, Hop, RoutingTrace, SectionTrace
 
-AutoConfig.register("genesis", GenesisConfig, exist_ok=True)
-AutoModel.register(GenesisConfig, Genesis, exist_ok=True)
-AutoModelForCausalLM.register(GenesisConfig, Genesis, exist_ok=True)
+if TYPE_CHECKING:
+    from .modeling import Genesis, GenesisOutput, default_device, neighbor_wiring
+    from .tokenization import byte_tokenizer, load_tokenizer
+
+# Public name → the submodule that defines it, imported on first access (PEP 562).
+_LAZY = {
+    "Genesis": "modeling",
+    "GenesisOutput": "modeling",
+    "default_device": "modeling",
+    "neighbor_wiring": "modeling",
+    "byte_tokenizer": "tokenization",
+    "load_tokenizer": "tokenization",
+}
 
 __all__ = [
     "PRESETS",
@@ -40,3 +59,34 @@ __all__ = [
     "parameter_breakdown",
     "preset",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The lazily loaded names above, and submodules (`genesis.modeling` after `import genesis`)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise  # the submodule exists but one of its own imports is missing
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _ModelOnFirstUse(type):
+    """Stands in for `Genesis` in the Auto* mappings until genesis.modeling is imported, which then
+    registers the class itself: AutoModel.from_pretrained (any attribute) imports the model first."""
+
+    def __getattr__(cls, name: str) -> Any:
+        return getattr(importlib.import_module(".modeling", __name__).Genesis, name)
+
+
+_stand_in = _ModelOnFirstUse("Genesis", (), {"config_class": GenesisConfig, "__module__": __name__})
+AutoConfig.register("genesis", GenesisConfig, exist_ok=True)
+AutoModel.register(GenesisConfig, _stand_in, exist_ok=True)
+AutoModelForCausalLM.register(GenesisConfig, _stand_in, exist_ok=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .configuration import FIELDS, ConfigError, GenesisConfig
-from .modeling import Genesis
+
+if TYPE_CHECKING:  # the model code loads on first use: configs, their figures and files need none of it
+    from .modeling import Genesis
 
 ORIGINAL_FIELDS = FIELDS[:16]  # the article's fields plus n_section; the rest are this project's
 
@@ -113,6 +115,8 @@ _INDEXER_ALIAS = re.compile(r"^sections\.(\d+)\.indexer\.neurons\.")
 
 def from_original(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> Genesis:
     """A model (in eval mode) from the original's config.json dict and state dict."""
+    from .modeling import Genesis
+
     model = Genesis(config_from_original(config), max_parameters=None, max_activation_bytes=None)
     model.load_state_dict(convert_state_dict(state_dict, model))
     return model.eval()

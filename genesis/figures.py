@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import plotly.graph_objects as go
@@ -16,8 +17,10 @@ import plotly.graph_objects as go
 from .configuration import GenesisConfig, human, parameter_breakdown
 from .figure_style import NARROW, WIDE, set_title
 from .graphs import ATTENTIVE, PLAIN, architecture_graph, route_order
-from .probes import Causality
 from .trace import SectionTrace
+
+if TYPE_CHECKING:  # not imported: figures of a config need no model code (the app's first chart)
+    from .probes import Causality
 
 ATTENTIVE_COLOR = "#d62728"
 PLAIN_COLOR = "#1f77b4"

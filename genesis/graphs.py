@@ -7,19 +7,22 @@ Pure functions of a config, a model or a trace; the figures in `genesis.figures`
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from .configuration import GenesisConfig
-from .modeling import Genesis, neighbor_wiring
 from .trace import SectionTrace
+
+if TYPE_CHECKING:  # the model code loads on first use: configs, their figures and files need none of it
+    from .modeling import Genesis
 
 ATTENTIVE, PLAIN = "attentive", "plain"
 INITIAL_THRESHOLD = 0.5  # what a fresh model's thresholds are (a config alone carries no weights)
 
 
 def _config_of(source: Genesis | GenesisConfig) -> GenesisConfig:
-    return source.config if isinstance(source, Genesis) else source
+    return source if isinstance(source, GenesisConfig) else source.config
 
 
 def start_neurons(config: GenesisConfig) -> list[int]:
@@ -38,6 +41,8 @@ def wiring_graph(
     routes only hop to plain neurons). Thresholds come from the model, or `thresholds`, or are the
     initial 0.5 of a fresh model.
     """
+    from .modeling import Genesis, neighbor_wiring
+
     config = _config_of(source)
     if not 0 <= section < config.n_sections:
         raise ValueError(f"section must be in [0, {config.n_sections - 1}], got {section}")

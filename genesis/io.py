@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load as load_safetensors_bytes
@@ -15,7 +15,9 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from .compat import CheckpointError, config_from_original, convert_state_dict
 from .configuration import FIELDS, ConfigError, GenesisConfig, check_size
-from .modeling import Genesis
+
+if TYPE_CHECKING:  # the model code loads on first use: configs, their figures and files need none of it
+    from .modeling import Genesis
 
 MAX_CONFIG_BYTES = 1_000_000
 MAX_WEIGHTS_BYTES = 512 * 2**20
@@ -190,6 +192,8 @@ def load_model(
     cfg = read_config(config, config_name)
     check_size(cfg, **size_limits)
     tensors = read_weights(weights, weights_name)
+    from .modeling import Genesis
+
     model = Genesis(cfg, **size_limits)
     model.load_state_dict(state_dict_for(model, tensors, weights_name))
     return model.eval()

@@ -592,3 +592,10 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
 def default_device() -> torch.device:
     """CUDA when present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# Replaces the stand-in that genesis/__init__.py registers (it loads this module on first use).
+from transformers import AutoModel, AutoModelForCausalLM  # noqa: E402
+
+AutoModel.register(GenesisConfig, Genesis, exist_ok=True)
+AutoModelForCausalLM.register(GenesisConfig, Genesis, exist_ok=True)

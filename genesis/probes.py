@@ -8,14 +8,17 @@ from __future__ import annotations
 import copy
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from .configuration import GenesisConfig
 from .data import EOS_ID, PAD_ID
-from .modeling import Genesis, GenesisOutput
 from .tokenization import TextError, encode_text
 from .trace import STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS, RoutingTrace, SectionTrace
+
+if TYPE_CHECKING:  # annotations only: importing probes needs no model code
+    from .modeling import Genesis, GenesisOutput
 
 # -- tokens and outputs -------------------------------------------------------------------------
 

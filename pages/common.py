@@ -168,9 +168,13 @@ def build_model(config_json: str) -> genesis.Genesis:
     return genesis.Genesis(gio.config_from_dict(json.loads(config_json))).eval()
 
 
+def demo_available() -> bool:
+    return (DEMO_DIR / "model.safetensors").exists()
+
+
 @st.cache_resource(show_spinner="Loading the demo model…")
 def demo_model() -> tuple[genesis.Genesis | None, dict[str, Any]]:
-    if not (DEMO_DIR / "model.safetensors").exists():
+    if not demo_available():
         return None, {}
     info_path = DEMO_DIR / "training.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
@@ -275,20 +279,44 @@ def _publish_finished_training() -> None:
         publish_trained(job, st.session_state.get("train_description", "training"))
 
 
-def model_picker() -> ActiveModel | None:
-    """The sidebar picker shared by every page. Returns None (with a message) when nothing is usable."""
+def pick_source() -> str:
+    """The sidebar's model choice (one of SOURCES), without loading the model: `model_picker(source)`
+    loads it. Home draws its first chart in between."""
     leave_pages_directory_mode()
     _publish_finished_training()
-    fields = config_fields()
-    demo, info = demo_model()
-    available = [s for s in SOURCES if s != SOURCES[0] or demo is not None]
+    config_fields()  # a session's first run reads the source from the URL
+    available = [s for s in SOURCES if s != SOURCES[0] or demo_available()]
     default = st.session_state.get("model_source", available[0])
+    source = st.sidebar.selectbox(
+        "Model", available, index=available.index(default) if default in available else 0, key="model_source_widget"
+    )
+    st.session_state["model_source"] = source
+    return source
+
+
+def source_config(source: str) -> genesis.GenesisConfig | None:
+    """The config of the model `source` gives, read without loading that model (nor the model
+    code: a fresh server's first chart need not wait for it); None for a trained or uploaded model."""
+    if source == SOURCES[0]:
+        return demo_config()
+    if source == SOURCES[1]:
+        return parse_fields(config_fields())[0]
+    return None
+
+
+@st.cache_resource(show_spinner=False)
+def demo_config() -> genesis.GenesisConfig:
+    return gio.read_config(DEMO_DIR / "config.json")
+
+
+def model_picker(source: str | None = None) -> ActiveModel | None:
+    """The sidebar picker shared by every page (`source`: already picked by pick_source). Returns
+    None (with a message) when nothing is usable."""
+    source = source or pick_source()
+    fields = config_fields()
     with st.sidebar:
-        source = st.selectbox(
-            "Model", available, index=available.index(default) if default in available else 0, key="model_source_widget"
-        )
-        st.session_state["model_source"] = source
         if source == SOURCES[0]:
+            demo, info = demo_model()
             return ActiveModel(demo, f"demo model ({info.get('summary', 'trained on built-in data')})", source)
         if source == SOURCES[1]:
             config, error = validate_fields(fields)
@@ -343,5 +371,10 @@ def page_header(title: str, active: ActiveModel | None) -> None:
     st.title(title)
     if warning := st.session_state.pop("url_warning", None):
         st.warning(warning)
+    show_model(active)
+
+
+def show_model(active: ActiveModel | None, where: Any = st) -> None:
+    """The line that says which model a page shows (`where`: a placeholder filled later)."""
     if active is not None:
-        st.caption(f"Model: **{active.label}**")
+        where.caption(f"Model: **{active.label}**")
