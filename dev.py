@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """One entry point for setting up and running everything, needing nothing but Python.
 
-    python3 dev.py app      set up, then start the app (http://localhost:8501)
-    python3 dev.py test     set up (incl. Chromium for browser tests), then run the whole test suite
-    python3 dev.py bench    performance benchmark (ratios side by side)
-    python3 dev.py quality  quality benchmark (Genesis vs GPT-2 on tinyshakespeare)
-    python3 dev.py demo     retrain the demo model in assets/
-    python3 dev.py lint     ruff
+python3 dev.py app      set up, then start the app (http://localhost:8501)
+python3 dev.py test     set up (incl. Chromium for browser tests), then run the whole test suite
+python3 dev.py bench    performance benchmark (ratios side by side)
+python3 dev.py quality  quality benchmark (Genesis vs GPT-2 on tinyshakespeare)
+python3 dev.py demo     retrain the demo model in assets/
+python3 dev.py lint     ruff
 """
 
 from __future__ import annotations
