@@ -60,12 +60,12 @@ class Plan:
     repeats: int  # forward-sized measurements (the original config uses a third, at least 2)
     per_sample_inputs: dict[str, int]  # per config
     loop_repeats: int
-    train_steps: int
+    train_steps: int  # steps per contestant (the original config takes a quarter); route lengths vary per step
     train_batch: dict[str, int]
     scale: bool
 
 
-FULL = Plan(15, {"app": 512, "original": 16}, 3, 8, {"app": 12, "original": 2}, True)
+FULL = Plan(15, {"app": 512, "original": 16}, 3, 32, {"app": 12, "original": 2}, True)
 QUICK = Plan(5, {"app": 32, "original": 4}, 1, 2, {"app": 12, "original": 1}, False)
 
 
