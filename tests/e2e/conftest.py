@@ -347,10 +347,17 @@ def drawn_route(figure: dict, name: str = "route") -> list[int]:
     return list(trace["meta"]["route"])
 
 
+def press_run(page) -> None:
+    """Press Run. Filling the text may start a rerun, and while it draws, Streamlit can show the stale
+    Run button beside the new one for a moment (seen with 8 sessions under load): wait for one."""
+    page.wait_for_function("() => document.querySelectorAll('.st-key-run_button button').length === 1")
+    keyed(page, "run_button").locator("button").click()
+
+
 def run_text(page, text: str) -> None:
     """Type `text` on the Run page and press Run."""
     keyed(page, "run_text_input").locator("textarea").fill(text)
-    keyed(page, "run_button").locator("button").click()
+    press_run(page)
     wait_for_app(page)
 
 

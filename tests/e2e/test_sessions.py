@@ -36,6 +36,7 @@ from tests.e2e.conftest import (
     launch_chromium,
     main_text,
     open_page,
+    press_run,
     press_slider,
     route_caption,
     screenshot,
@@ -141,7 +142,7 @@ def run_text_and_wait(page, text: str) -> None:
     the app puts the text into the URL at the start of that run (under load a fixed pause is not
     enough to tell the new run from the last one)."""
     keyed(page, "run_text_input").locator("textarea").fill(text)
-    keyed(page, "run_button").locator("button").click()
+    press_run(page)
     page.wait_for_function(
         "(text) => new URLSearchParams(location.search).get('text') === text", arg=text, timeout=120_000
     )
