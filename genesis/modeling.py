@@ -246,16 +246,19 @@ class Section(nn.Module):
         """Gathered weights (chains, soma (C, D, 1)) of a candidate list. Without autograd they are kept
         while the weights stay the same: a hop asks for the same few lists every pass."""
         index = self.neuron_index(neurons, device)
-        if torch.is_grad_enabled():
+
+        def gather() -> tuple[CandidateChains, torch.Tensor]:
             return self.dendrites.gather(index), self.soma.weight.index_select(0, index).unsqueeze(-1)
+
+        if torch.is_grad_enabled():
+            return gather()
         sources = (self.dendrites.weight, self.dendrites.norm, self.soma.weight)
         hit = self._gathered.get((neurons, device))
         if hit is None or not _unchanged(sources, hit[0], hit[1]):
             if len(self._gathered) >= GATHERED_LISTS:
                 self._gathered.clear()
             held = tuple(p.detach() for p in sources)  # keeps the storage alive: its address stays unique
-            gathered = (self.dendrites.gather(index), self.soma.weight.index_select(0, index).unsqueeze(-1))
-            hit = self._gathered[(neurons, device)] = (held, tuple(p._version for p in sources), gathered)
+            hit = self._gathered[(neurons, device)] = (held, tuple(p._version for p in sources), gather())
         return hit[2]
 
     def fire(self, x: torch.Tensor, neuron: int, ctx: PassContext | None) -> torch.Tensor:

@@ -16,6 +16,7 @@ events into `ctx.recorder`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -387,11 +388,11 @@ def route_sample(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[t
     parallel lanes (genesis.parallel) when there are several CPU threads.
     """
     batch, length, dim = x.shape
-    chunks_needed = -(-batch // max(1, CHUNK_FLOATS // max(1, length * dim)))
+    chunks_needed = math.ceil(batch / max(1, CHUNK_FLOATS // max(1, length * dim)))
     if chunks_needed == 1 and batch > 1 and batch * length * dim >= LANE_FLOATS:
         chunks_needed = 2  # enough work to share
     lanes = lanes_for(chunks_needed, x.device, deterministic=not section.training)
-    size = -(-batch // (lanes * -(-chunks_needed // lanes)))  # even chunks, a multiple of the lanes
+    size = math.ceil(batch / (lanes * math.ceil(chunks_needed / lanes)))  # as many chunks per lane
     if batch <= size:
         chunks = [_route_chunk(section, x, ctx)]
     else:
