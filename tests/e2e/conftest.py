@@ -347,11 +347,23 @@ def drawn_route(figure: dict, name: str = "route") -> list[int]:
     return list(trace["meta"]["route"])
 
 
-def press_run(page) -> None:
-    """Press Run. Filling the text may start a rerun, and while it draws, Streamlit can show the stale
-    Run button beside the new one for a moment (seen with 8 sessions under load): wait for one."""
-    page.wait_for_function("() => document.querySelectorAll('.st-key-run_button button').length === 1")
-    keyed(page, "run_button").locator("button").click()
+def press_run(page, attempts: int = 5) -> None:
+    """Press Run. While a rerun draws, Streamlit can show a stale Run button beside the new one for a
+    moment (seen with 8 sessions under load; what starts that rerun is not known): then wait until
+    the app is idle and press again. Two buttons that stay are an error."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    buttons = ".st-key-run_button button"
+    for _ in range(attempts):
+        page.wait_for_function(f"() => document.querySelectorAll('{buttons}').length === 1", timeout=120_000)
+        try:
+            keyed(page, "run_button").locator("button").click(timeout=30_000)
+            return
+        except PlaywrightError as e:
+            if "strict mode violation" not in str(e):
+                raise
+            wait_for_app(page)
+    raise AssertionError(f"the Run page kept {page.locator(buttons).count()} Run buttons")
 
 
 def run_text(page, text: str) -> None:
