@@ -103,8 +103,9 @@ def prefix_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, alon
     return full, prefix / y.numel()
 
 
-def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
-    recipe = TrainingConfig(
+def training_recipe(args) -> TrainingConfig:
+    """The one recipe every model trains with (and the report records)."""
+    return TrainingConfig(
         steps=args.iters,
         batch_size=BATCH,
         block_size=BLOCK,
@@ -120,6 +121,10 @@ def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
         seed=args.seed,
         eval_seed=1,  # the same validation batches whatever the seed
     )
+
+
+def run_one(name: str, model: torch.nn.Module, data, args) -> dict:
+    recipe = training_recipe(args)
     print(f"\n== {name}: {parameters(model):,} parameters", flush=True)
 
     def show(event):
@@ -264,15 +269,16 @@ def main(argv: list[str] | None = None) -> int:
         "sections together."
     )
     print("\n" + markdown + "\n\n" + note)
+    recipe = training_recipe(args)
     report = dict(
         recipe=dict(
-            seed=args.seed,
-            iters=args.iters,
-            block=BLOCK,
-            batch=BATCH,
-            lr=1e-3,
-            warmup=min(100, args.iters // 10),
-            min_lr=1e-4,
+            seed=recipe.seed,
+            iters=recipe.steps,
+            block=recipe.block_size,
+            batch=recipe.batch_size,
+            lr=recipe.lr,
+            warmup=recipe.warmup,
+            min_lr=recipe.min_lr,
         ),
         eval_batches=args.eval_batches,
         prefix_windows=args.prefix_windows,
