@@ -71,8 +71,13 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.layer_norm(x, x.shape[-1:], weight, None, LN_EPS, False)
 
 
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU of a fresh result (nobody else holds it), in place when autograd allows."""
+    return F.silu(x, inplace=_in_place(x))
+
+
 def _silu_dropout(x: torch.Tensor, training: bool) -> torch.Tensor:
-    x = F.silu(x, inplace=_in_place(x))
+    x = silu(x)
     return F.dropout(x, DROPOUT, training) if training else x
 
 
@@ -87,6 +92,11 @@ def norm_each(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def plus(fresh: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """x + fresh, reusing `fresh` (a result nobody else holds) when autograd allows."""
     return fresh.add_(x) if fresh is not x and _in_place(fresh, x) else x + fresh
+
+
+def plus_rows(fresh: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """fresh with rows[i] added to row index[i], reusing `fresh` (nobody else holds it) when autograd allows."""
+    return fresh.index_add_(0, index, rows) if _in_place(fresh, rows) else fresh.index_add(0, index, rows)
 
 
 class UnitChain(nn.Module):
@@ -318,8 +328,8 @@ class Reading(nn.Module):
         if length > self.wpe.num_embeddings:
             raise ValueError(f"{length} tokens is longer than n_pos_size={self.wpe.num_embeddings}; truncate or window")
         positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
-        h = self.wte(input_ids) + self.wpe(positions).unsqueeze(0)  # (B, T, n_dim)
-        return F.silu(self.ln(self.fc_out(h)))
+        h = plus(self.wte(input_ids), self.wpe(positions).unsqueeze(0))  # (B, T, n_dim)
+        return silu(self.ln(self.fc_out(h)))
 
 
 class Bridge(nn.Module):
@@ -343,7 +353,7 @@ class Combiner(nn.Module):
         self.ln = nn.LayerNorm(config.n_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.silu(self.ln(self.fc_out(x)))
+        return silu(self.ln(self.fc_out(x)))
 
 
 class CausalLM(nn.Module):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .modeling import DROPOUT, PassContext, Section, UnitChain, norm_each, plus, straight_through
+from .modeling import DROPOUT, PassContext, Section, UnitChain, norm_each, plus, plus_rows, straight_through
 from .parallel import lanes_for, run_lanes
 from .trace import (
     STOP_ALL_FIRED,
@@ -181,7 +181,7 @@ def _fold(steps: list[_Step], connect: Callable) -> torch.Tensor:
         contribution = connect(p, step, below)
         if below.gate is not None:
             contribution = contribution * below.gate[:, None, None]
-        p = plus(contribution, step.x) if below.index is None else step.x.index_add(0, below.index, contribution)
+        p = plus(contribution, step.x) if below.index is None else plus_rows(step.x, below.index, contribution)
     return p  # (R, T, D)
 
 
@@ -287,12 +287,14 @@ def _by_neuron(x: torch.Tensor, source: torch.Tensor, neuron_of_item: torch.Tens
         return run(x.index_select(0, source), int(neurons[0]), source)
     rows = source.index_select(0, order)
     x = x.index_select(0, rows)
-    parts, begin = [], 0
+    done, begin = None, 0
     for neuron, count in zip(neurons.tolist(), counts.tolist()):
-        parts.append(run(x[begin : begin + count], neuron, rows[begin : begin + count]))
+        part = run(x[begin : begin + count], neuron, rows[begin : begin + count])
+        if done is None:
+            done = part.new_empty((len(order), *part.shape[1:]))
+        done.index_copy_(0, order[begin : begin + count], part)  # straight to item order: no concatenation
         begin += count
-    done = torch.cat(parts)
-    return done.new_empty(done.shape).index_copy_(0, order, done)
+    return done
 
 
 def _rows_context(ctx: PassContext, rows: torch.Tensor | slice) -> PassContext:
