@@ -324,9 +324,11 @@ SCALE = [
 
 
 def scale_table(repeats: int, grid: list[tuple[str, list[int]]] = SCALE, base: str = "app") -> list[dict]:
-    """Forward cost (fast, eval) from a preset, one field at a time; B=1 and B=8."""
+    """Forward cost (fast, eval) from a preset, one field at a time; B=1 and B=8. The values of a field
+    are measured side by side, so a change of machine speed during the run moves them all alike."""
     rows = []
     for field, values in grid:
+        runs, group = {}, []
         for value in values:
             fields = {} if field == "length" else {field: value}
             length = value if field == "length" else LENGTH
@@ -335,13 +337,15 @@ def scale_table(repeats: int, grid: list[tuple[str, list[int]]] = SCALE, base: s
             row = dict(field=field, value=value, parameters=sum(p.numel() for p in model.parameters()))
             for batch in (1, 8):
                 x = tokens(config, batch, length)
-                t = side_by_side({"fast": forward(model, x)}, repeats)["fast"]
+                runs[(value, batch)] = forward(model, x)
                 with torch.no_grad():
                     fired = model(x).neuron_activation_count
-                row.update(
-                    {f"b{batch}_ms": 1e3 * t, f"b{batch}_fired": fired, f"b{batch}_gflop": routed_flops(model, x) / 1e9}
-                )
-            rows.append(row)
+                row.update({f"b{batch}_fired": fired, f"b{batch}_gflop": routed_flops(model, x) / 1e9})
+            group.append(row)
+        t = side_by_side(runs, repeats)
+        for row in group:
+            row.update({f"b{batch}_ms": 1e3 * t[(row["value"], batch)] for batch in (1, 8)})
+        rows += group
     return rows
 
 
