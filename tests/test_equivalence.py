@@ -408,7 +408,7 @@ def test_per_sample_gradients_are_the_sum_of_batch_of_one_gradients(seed, traina
 
 
 @pytest.mark.parametrize("change", ["in_place", "optimizer_step", "load_state_dict", "assign"])
-def test_kept_candidate_weights_follow_every_weight_change(change):
+def test_kept_weights_follow_every_weight_change(change):
     case = random_case(8, n_output="bridge", n_trainable_routing=True)  # the optimizer step reaches dendrites
     model = build(case.config, 8)
     before = run(model, case, trace=True)  # fills the kept weights
@@ -417,8 +417,8 @@ def test_kept_candidate_weights_follow_every_weight_change(change):
     if change == "in_place":
         with torch.no_grad():
             for section in model.sections:
-                section.dendrites.weight.mul_(-1)
-                section.soma.weight.mul_(-1)
+                for part in (section.dendrites, section.soma, section.axon, section.synapses):
+                    part.weight.mul_(-1)
     elif change == "optimizer_step":
         model.train()
         loss_of(model(case.inputs, **case.kwargs())).backward()
