@@ -46,7 +46,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.original_style import OriginalStyle, rebuild  # noqa: E402
 from genesis import Genesis, GenesisConfig, preset  # noqa: E402
+from genesis.compat import to_original  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results-perf.json"
 LENGTH = 64
@@ -151,11 +153,27 @@ def with_ceiling(result: dict, fast_s: float, baseline_s: float, run: Callable[[
     return {**result, "arithmetic_share": share, "ceiling": baseline_s / (fast_s * share)}
 
 
-def bench_forward(model: Genesis, batch: int, repeats: int) -> dict:
-    """Fast routing vs the reference path, eval forward without grad."""
+def original_style(model: Genesis) -> OriginalStyle:
+    """The original code's structure (bench/original_style.py) holding the same weights."""
+    return rebuild(*to_original(model))
+
+
+def agreement(model: Genesis, stand_in: OriginalStyle, x: torch.Tensor) -> dict:
+    """How closely the stand-in reproduces the fast path on x: largest output difference, same count."""
+    with torch.no_grad():
+        ours = model(x)
+        logits, count = stand_in(x)
+    return dict(max_diff=(ours.logits - logits).abs().max().item(), same_count=ours.neuron_activation_count == count)
+
+
+def bench_forward(model: Genesis, batch: int, repeats: int, stand_in: OriginalStyle | None = None) -> dict:
+    """Fast routing vs the reference path (and the original-style stand-in), eval forward without grad."""
     x = tokens(model.config, batch)
     fast = forward(model, x)
-    t = side_by_side({"fast": fast, "reference": forward(model, x, implementation="reference")}, repeats)
+    contestants = {"fast": fast, "reference": forward(model, x, implementation="reference")}
+    if stand_in is not None:
+        contestants["original_style"] = forward(stand_in, x)
+    t = side_by_side(contestants, repeats)
     result = dict(
         batch=batch,
         length=LENGTH,
@@ -163,6 +181,12 @@ def bench_forward(model: Genesis, batch: int, repeats: int) -> dict:
         reference_ms=1e3 * t["reference"],
         speedup=t["reference"] / t["fast"],
     )
+    if stand_in is not None:
+        result.update(
+            original_style_ms=1e3 * t["original_style"],
+            speedup_vs_original_style=t["original_style"] / t["fast"],
+            original_style_agreement=agreement(model, stand_in, x),
+        )
     return with_ceiling(result, t["fast"], t["reference"], fast)
 
 
@@ -173,18 +197,25 @@ def bench_trace(model: Genesis, batch: int, repeats: int) -> dict:
     return dict(batch=batch, length=LENGTH, off_ms=1e3 * t["off"], on_ms=1e3 * t["on"], overhead=t["on"] / t["off"])
 
 
-def bench_per_sample(model: Genesis, inputs: int, repeats: int) -> dict:
-    """N inputs each routed as if alone: one per-sample call vs a loop of batch-of-one fast forwards."""
+def bench_per_sample(model: Genesis, inputs: int, repeats: int, stand_in: OriginalStyle | None = None) -> dict:
+    """N inputs each routed as if alone: one per-sample call vs a loop of batch-of-one fast forwards
+    (and a loop of the original-style stand-in's)."""
     x = tokens(model.config, inputs, seed=1)
     per_sample = twin(model, n_routing="sample")
 
-    def loop():
-        with torch.no_grad():
-            for i in range(inputs):
-                model(x[i : i + 1])
+    def loop(m: torch.nn.Module) -> Callable[[], None]:
+        def run():
+            with torch.no_grad():
+                for i in range(inputs):
+                    m(x[i : i + 1])
+
+        return run
 
     batched = forward(per_sample, x)
-    t = side_by_side({"batched": batched, "loop": loop}, repeats)
+    contestants = {"batched": batched, "loop": loop(model)}
+    if stand_in is not None:
+        contestants["original_style_loop"] = loop(stand_in)
+    t = side_by_side(contestants, repeats)
     result = dict(
         inputs=inputs,
         length=LENGTH,
@@ -193,6 +224,11 @@ def bench_per_sample(model: Genesis, inputs: int, repeats: int) -> dict:
         speedup=t["loop"] / t["batched"],
         per_input_ms=1e3 * t["batched"] / inputs,
     )
+    if stand_in is not None:
+        result.update(
+            original_style_loop_s=t["original_style_loop"],
+            speedup_vs_original_style=t["original_style_loop"] / t["batched"],
+        )
     return with_ceiling(result, t["batched"], t["loop"], batched)
 
 
@@ -368,17 +404,36 @@ def ceiling(result: dict) -> list:
     return [result["arithmetic_share"], result["ceiling"]] if "ceiling" in result else ["", ""]
 
 
+ORIGINAL_STYLE_HEADER = ["original-style ms", "vs it x"]
+
+
+def versus_original_style(result: dict, time_key: str) -> list:
+    if time_key not in result:
+        return []
+    return [result[time_key], result["speedup_vs_original_style"]]
+
+
 def report(results: dict) -> str:
     out = []
     for name, r in results["configs"].items():
         out.append(f"\n== {name} config: {r['parameters'] / 1e6:.2f}M parameters ==")
         if "forward" in r:
             rows = [
-                [f"B={f['batch']},T={f['length']}", f["fast_ms"], f["reference_ms"], f["speedup"]] + ceiling(f)
+                [f"B={f['batch']},T={f['length']}", f["fast_ms"], f["reference_ms"], f["speedup"]]
+                + ceiling(f)
+                + versus_original_style(f, "original_style_ms")
                 for f in r["forward"]
             ]
             header = ["input", "fast ms", "reference ms", "speedup x", "arithmetic share", "ceiling x"]
+            header += ORIGINAL_STYLE_HEADER if "original_style_ms" in r["forward"][0] else []
             out.append(table("forward (eval)", header, rows))
+            agreements = [f["original_style_agreement"] for f in r["forward"] if "original_style_agreement" in f]
+            if agreements:
+                out.append(
+                    "original-style stand-in vs fast: largest output difference "
+                    f"{max(a['max_diff'] for a in agreements):.2g}, same activation count: "
+                    f"{all(a['same_count'] for a in agreements)}"
+                )
         if "trace" in r:
             rows = [[f"B={f['batch']},T={f['length']}", f["off_ms"], f["on_ms"], f["overhead"]] for f in r["trace"]]
             out.append(table("trace=True vs trace=False", ["input", "off ms", "on ms", "on/off"], rows))
@@ -387,9 +442,11 @@ def report(results: dict) -> str:
             rows = [
                 [f"{p['inputs']} x T={p['length']}", p["batched_s"], p["loop_s"], p["speedup"], p["per_input_ms"]]
                 + ceiling(p)
+                + versus_original_style(p, "original_style_loop_s")
             ]
             header = ["inputs", "per-sample call s", "batch-of-one loop s", "speedup x", "ms per input"]
             header += ["arithmetic share", "ceiling x"]
+            header += ["original-style loop s", "vs it x"] if "original_style_loop_s" in p else []
             out.append(table("routes of inputs each as if alone", header, rows))
         if "training" in r:
             t = r["training"]
@@ -450,6 +507,10 @@ TARGETS = [  # (what, issue's target, how to read it from a config's results, hi
     ("trace on/off B=8", 1.10, lambda r: r["trace"][0]["overhead"], False),
     ("trace on/off B=1", 1.10, lambda r: r["trace"][1]["overhead"], False),
     ("training tokens/s vs GPT-2", 1.0, lambda r: r["training"]["ratio"], True),
+    # Not the issue's baselines: the same ratios against the original-style stand-in (bench/original_style.py).
+    ("(stand-in) forward B=8 vs original-style", 2.0, lambda r: r["forward"][0]["speedup_vs_original_style"], True),
+    ("(stand-in) forward B=1 vs original-style", 2.0, lambda r: r["forward"][1]["speedup_vs_original_style"], True),
+    ("(stand-in) per-input vs original-style loop", 15.0, lambda r: r["per_sample"]["speedup_vs_original_style"], True),
 ]
 
 
@@ -504,19 +565,20 @@ def main(argv: list[str] | None = None) -> dict:
         reps = max(2, repeats // 3) if slow else repeats
         r = results["configs"][name] = dict(parameters=sum(p.numel() for p in model.parameters()))
         print(f"[{name}] measuring...", file=sys.stderr, flush=True)
+        stand_in = original_style(model) if parts & {"forward", "per_sample"} else None
         if "forward" in parts:
-            r["forward"] = [bench_forward(model, batch, reps) for batch in (8, 1)]
+            r["forward"] = [bench_forward(model, batch, reps, stand_in) for batch in (8, 1)]
         if "trace" in parts:
             r["trace"] = [bench_trace(model, batch, reps) for batch in (8, 1)]
         if "per_sample" in parts:
-            r["per_sample"] = bench_per_sample(model, plan.per_sample_inputs[name], plan.loop_repeats)
+            r["per_sample"] = bench_per_sample(model, plan.per_sample_inputs[name], plan.loop_repeats, stand_in)
         if "flops" in parts:
             r["flops"] = bench_flops(model, 8, reps, peak)
         if "training" in parts:
             r["training"] = bench_training(
                 model, plan.train_batch[name], max(2, plan.train_steps // (4 if slow else 1))
             )
-        del model
+        del model, stand_in
         gc.collect()
     if "scale" in parts and plan.scale:
         print("[scale] measuring...", file=sys.stderr, flush=True)

@@ -12,12 +12,15 @@ from genesis import preset
 
 def test_benchmark_parts_run_on_a_tiny_model():
     model = bench_perf.build(preset("tiny"))
-    forward = bench_perf.bench_forward(model, batch=2, repeats=1)
+    stand_in = bench_perf.original_style(model)
+    forward = bench_perf.bench_forward(model, batch=2, repeats=1, stand_in=stand_in)
     assert forward["fast_ms"] > 0 and forward["reference_ms"] > 0 and forward["speedup"] > 0
+    assert forward["original_style_ms"] > 0 and forward["original_style_agreement"]["same_count"]
+    assert forward["original_style_agreement"]["max_diff"] < 1e-4
     trace = bench_perf.bench_trace(model, batch=1, repeats=1)
     assert trace["on_ms"] > 0 and trace["off_ms"] > 0
-    per_sample = bench_perf.bench_per_sample(model, inputs=3, repeats=1)
-    assert per_sample["inputs"] == 3 and per_sample["loop_s"] > 0
+    per_sample = bench_perf.bench_per_sample(model, inputs=3, repeats=1, stand_in=stand_in)
+    assert per_sample["inputs"] == 3 and per_sample["loop_s"] > 0 and per_sample["original_style_loop_s"] > 0
     for result in (forward, per_sample):  # the profiler found the arithmetic kernels
         assert 0 < result["arithmetic_share"] <= 1 and result["ceiling"] > 0
     flops = bench_perf.bench_flops(model, batch=2, repeats=1, peak=bench_perf.matmul_gflops(size=64, repeats=1))
@@ -42,7 +45,7 @@ def test_benchmark_parts_run_on_a_tiny_model():
         scale=scale,
     )
     text = bench_perf.report(results)
-    for heading in ("forward (eval)", "trace=True", "as if alone", "training", "GFLOP/s", "scale"):
+    for heading in ("forward (eval)", "original-style", "trace=True", "as if alone", "training", "GFLOP/s", "scale"):
         assert heading in text
 
 
