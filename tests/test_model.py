@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from genesis import Genesis, GenesisOutput, neighbor_wiring
+from genesis.modeling import DROPOUT, dropout
 
 
 def original_wiring(config) -> list[list[list[int]]]:
@@ -91,6 +92,28 @@ def test_eval_is_deterministic_and_train_uses_dropout(lm_model, tokens):
         torch.manual_seed(1)
         b = model(inputs).logits
     assert not torch.equal(a, b)
+
+
+def test_dropout_draws_what_f_dropout_draws():
+    """The fast path's dropout (numpy's PCG64 words seeded from torch's generator) against F.dropout."""
+    x = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    ours, theirs = dropout(x.clone()), F.dropout(x, DROPOUT, True)
+    for out in (ours, theirs):  # 2M draws: the zeroed share is within 0.1% of DROPOUT
+        assert abs((out == 0).double().mean().item() - DROPOUT) < 1e-3
+    both = (ours != 0) & (theirs != 0)
+    assert torch.equal(ours[both], theirs[both])  # survivors scaled by the very same float32 factor
+    torch.manual_seed(7)
+    first = dropout(x[:1000].clone())
+    torch.manual_seed(7)
+    assert torch.equal(first, dropout(x[:1000].clone()))  # torch.manual_seed fixes the mask
+    assert not torch.equal(first, dropout(x[:1000].clone()))  # and the next draw is another one
+    leaf = x[:1000].clone().requires_grad_()
+    out = dropout(leaf)
+    out.sum().backward()
+    assert torch.equal(leaf, x[:1000])  # not in place under autograd
+    scale = F.dropout(torch.ones(100), DROPOUT, True).max()
+    assert torch.equal(leaf.grad == 0, out == 0) and torch.equal(leaf.grad.unique(), torch.stack([scale * 0, scale]))
 
 
 # -- shapes and outputs ----------------------------------------------------------------------------
