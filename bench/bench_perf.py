@@ -9,8 +9,9 @@ shared machine hits both alike; the tables show medians over the repeats. For th
 - forward with trace=True vs without;
 - per-input routes: N inputs each routed as if alone (per-sample routing, one call) vs a loop of N
   batch-of-one forwards of the fast model;
-- in forward and per-input routes, a third contestant: the original-style stand-in (bench/original_style.py, the original's
-  module-per-part structure rebuilt from the article), whose ratios are printed as "(stand-in)";
+- in forward and per-input routes, a third contestant: the original-style stand-in
+  (bench/original_style.py, the original's module-per-part structure rebuilt from the article),
+  whose ratios are printed as "(stand-in)";
 - training tokens/s vs transformers' GPT-2 with about as many parameters, same loop (AdamW, fwd+bwd+step);
 - achieved GFLOP/s of the fast forward (matmul FLOPs it really did) vs a large fp32 matmul;
 - for forward and per-input routes, the *ceiling*: the share of the fast contestant's time spent in
