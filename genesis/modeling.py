@@ -88,8 +88,8 @@ def dropout(x: torch.Tensor) -> torch.Tensor:
     On CPU the mask comes from numpy's PCG64, seeded by one draw from torch's global generator, so
     torch.manual_seed still fixes every mask: torch's CPU Bernoulli draws are serial (6 ns per
     element) and took 40% of a training step; these take 1.3 ns."""
-    if x.device.type != "cpu":
-        return F.dropout(x, DROPOUT, True)  # Philox on the GPU is fast already
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return F.dropout(x, DROPOUT, True)  # Philox on the GPU is fast already; other dtypes scale in their own
     n = x.numel()
     seed = int(torch.randint(0, 2**62, (1,)).item())
     words = np.random.PCG64(seed).random_raw((n + 1) // 2).view(np.int32)[:n]
