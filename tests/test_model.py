@@ -112,12 +112,11 @@ def test_dropout_draws_what_f_dropout_draws():
     out = dropout(leaf)
     out.sum().backward()
     assert torch.equal(leaf, x[:1000])  # not in place under autograd
-    for dtype in (torch.float64, torch.bfloat16):  # the dtype and its own scale, as F.dropout
-        assert (
-            dropout(torch.ones(1000, dtype=dtype)).max() == F.dropout(torch.ones(10, dtype=dtype), DROPOUT, True).max()
-        )
     scale = F.dropout(torch.ones(100), DROPOUT, True).max()
     assert torch.equal(leaf.grad == 0, out == 0) and torch.equal(leaf.grad.unique(), torch.stack([scale * 0, scale]))
+    for dtype in (torch.float64, torch.bfloat16):  # the dtype and its own scale, as F.dropout
+        dropped = dropout(torch.ones(1000, dtype=dtype))
+        assert dropped.dtype == dtype and dropped.max() == F.dropout(torch.ones(10, dtype=dtype), DROPOUT, True).max()
 
 
 # -- shapes and outputs ----------------------------------------------------------------------------
