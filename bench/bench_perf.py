@@ -6,7 +6,7 @@ shared machine hits both alike; the tables show medians over the repeats. For th
 (d1280, 50257 tokens; built once, fewer repeats):
 
 - forward (eval, no grad) of the fast routing vs the reference (SPEC followed literally), B=8 and B=1;
-- forward with trace=True vs without;
+- forward with trace=True vs without (B=8, B=1, and the per-input routes below, one trace each);
 - per-input routes: N inputs each routed as if alone (per-sample routing, one call) vs a loop of N
   batch-of-one forwards of the fast model;
 - in forward and per-input routes, a third contestant: the original-style stand-in
@@ -193,11 +193,20 @@ def bench_forward(model: Genesis, batch: int, repeats: int, stand_in: OriginalSt
     return with_ceiling(result, t["fast"], t["reference"], fast)
 
 
-def bench_trace(model: Genesis, batch: int, repeats: int) -> dict:
-    """Tracing on vs off (fast routing)."""
-    x = tokens(model.config, batch)
+def bench_trace(model: Genesis, batch: int, repeats: int, routing: str = "batch") -> dict:
+    """Tracing on vs off (fast routing; per-sample routing builds one trace per input)."""
+    x = tokens(model.config, batch, seed=0 if routing == "batch" else 1)
+    if model.config.n_routing != routing:
+        model = twin(model, n_routing=routing)
     t = side_by_side({"off": forward(model, x), "on": forward(model, x, trace=True)}, repeats)
-    return dict(batch=batch, length=LENGTH, off_ms=1e3 * t["off"], on_ms=1e3 * t["on"], overhead=t["on"] / t["off"])
+    return dict(
+        batch=batch,
+        length=LENGTH,
+        routing=routing,
+        off_ms=1e3 * t["off"],
+        on_ms=1e3 * t["on"],
+        overhead=t["on"] / t["off"],
+    )
 
 
 def bench_per_sample(model: Genesis, inputs: int, repeats: int, stand_in: OriginalStyle | None = None) -> dict:
@@ -450,8 +459,11 @@ def report(results: dict) -> str:
                     f"{all(a['same_count'] for a in agreements)}"
                 )
         if "trace" in r:
-            rows = [[f"B={f['batch']},T={f['length']}", f["off_ms"], f["on_ms"], f["overhead"]] for f in r["trace"]]
-            out.append(table("trace=True vs trace=False", ["input", "off ms", "on ms", "on/off"], rows))
+            rows = [
+                [f"B={f['batch']},T={f['length']}", f.get("routing", "batch"), f["off_ms"], f["on_ms"], f["overhead"]]
+                for f in r["trace"]
+            ]
+            out.append(table("trace=True vs trace=False", ["input", "routing", "off ms", "on ms", "on/off"], rows))
         if "per_sample" in r:
             p = r["per_sample"]
             rows = [
@@ -522,6 +534,7 @@ TARGETS = [  # (what, issue's target, how to read it from a config's results, hi
     ("per-input routes speedup", 15.0, lambda r: r["per_sample"]["speedup"], True),
     ("trace on/off B=8", 1.10, lambda r: r["trace"][0]["overhead"], False),
     ("trace on/off B=1", 1.10, lambda r: r["trace"][1]["overhead"], False),
+    ("trace on/off per-sample routes", 1.10, lambda r: r["trace"][2]["overhead"], False),
     ("training tokens/s vs GPT-2", 1.0, lambda r: r["training"]["ratio"], True),
     # Not the issue's baselines: the same ratios against the original-style stand-in (bench/original_style.py).
     ("(stand-in) forward B=8 vs original-style", 2.0, lambda r: r["forward"][0]["speedup_vs_original_style"], True),
@@ -586,6 +599,7 @@ def main(argv: list[str] | None = None) -> dict:
             r["forward"] = [bench_forward(model, batch, reps, stand_in) for batch in (8, 1)]
         if "trace" in parts:
             r["trace"] = [bench_trace(model, batch, reps) for batch in (8, 1)]
+            r["trace"].append(bench_trace(model, plan.per_sample_inputs[name], reps, routing="sample"))
         if "per_sample" in parts:
             r["per_sample"] = bench_per_sample(model, plan.per_sample_inputs[name], plan.loop_repeats, stand_in)
         if "flops" in parts:

@@ -32,6 +32,7 @@ from .trace import (
     Hop,
     SectionTrace,
     candidates_from,
+    collector_paused,
 )
 
 STOPPED_VOLTAGE = 0.5  # sigmoid(0): every part is bias-free, so a zeroed row's voltage is exactly this
@@ -408,10 +409,11 @@ def route_sample(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[t
     fired = torch.cat([c.fired for c in chunks]) if len(chunks) > 1 else chunks[0].fired
     if ctx.recorder is not None:
         traces, offset = [], 0
-        for chunk in chunks:
-            traces += _sample_traces(section, chunk, offset)
-            offset += len(chunk.start)
-        _record_samples(ctx, section, traces, fired)
+        with collector_paused():
+            for chunk in chunks:
+                traces += _sample_traces(section, chunk, offset)
+                offset += len(chunk.start)
+            _record_samples(ctx, section, traces, fired)
     out = torch.cat([c.out for c in chunks]) if len(chunks) > 1 else chunks[0].out
     return out, int(fired.any(dim=0).sum())
 

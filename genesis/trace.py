@@ -6,6 +6,10 @@ pandas table. The routing code fills them through a Recorder that exists only fo
 
 from __future__ import annotations
 
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -170,6 +174,35 @@ class Recorder:
 
     def finish(self) -> RoutingTrace:
         return RoutingTrace(self.mode, self.batch_size, self.sections, self.samples, self.attentive)
+
+
+_collector_lock = threading.Lock()
+_collector_holders = 0
+_collector_resume = False
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a trace is built.
+
+    A per-sample trace is tens of thousands of small objects and no reference cycles (refcounting
+    frees them all). While they pile up, the collector runs dozens of times, and each full run walks
+    every object in the process (350k with torch and transformers loaded): +40% on 512 per-sample
+    routes. Threads share the pause: the first in pauses it (if it was on), the last out resumes it.
+    """
+    global _collector_holders, _collector_resume
+    with _collector_lock:
+        if _collector_holders == 0:
+            _collector_resume = gc.isenabled()
+            gc.disable()
+        _collector_holders += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_holders -= 1
+            if _collector_holders == 0 and _collector_resume:
+                gc.enable()
 
 
 def candidates_from(neurons: list[int], voltages: list[list[float]], means: list[float]) -> list[Candidate]:

@@ -19,6 +19,8 @@ def test_benchmark_parts_run_on_a_tiny_model():
     assert forward["original_style_agreement"]["max_diff"] < 1e-4
     trace = bench_perf.bench_trace(model, batch=1, repeats=1)
     assert trace["on_ms"] > 0 and trace["off_ms"] > 0
+    sample_trace = bench_perf.bench_trace(model, batch=3, repeats=1, routing="sample")
+    assert sample_trace["routing"] == "sample" and sample_trace["on_ms"] > 0
     per_sample = bench_perf.bench_per_sample(model, inputs=3, repeats=1, stand_in=stand_in)
     assert per_sample["inputs"] == 3 and per_sample["loop_s"] > 0 and per_sample["original_style_loop_s"] > 0
     for result in (forward, per_sample):  # the profiler found the arithmetic kernels
@@ -36,7 +38,7 @@ def test_benchmark_parts_run_on_a_tiny_model():
             "tiny": dict(
                 parameters=1000,
                 forward=[forward],
-                trace=[trace],
+                trace=[trace, sample_trace],
                 per_sample=per_sample,
                 flops=flops,
                 training=training,

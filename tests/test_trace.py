@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 
 import pytest
 import torch
 
 from genesis import RoutingTrace
-from genesis.trace import STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS
+from genesis.trace import STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS, collector_paused
 
 STOPS = {STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS}
 PLAIN = (int, float, bool, str, type(None))
@@ -314,3 +316,45 @@ def test_per_sample_trace_shape(make_model, tokens):
         assert sorted(aggregate.order) == sorted(fired)
         for neuron, alive in zip(aggregate.order, aggregate.alive):
             assert alive == [neuron in per_sample[i].order for per_sample in trace.samples]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_per_sample_tracing_leaves_the_collector_as_it_was(make_model, tokens, enabled):
+    model = make_model(n_routing="sample")
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with torch.no_grad():
+            out = model(tokens(6, 8), trace=True)
+        assert len(out.trace.samples) == 6
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_collector_pause_is_shared_by_threads():
+    """The collector stays paused while any thread builds a trace, and resumes after the last."""
+    assert gc.isenabled()
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with collector_paused():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second():
+        first_in.wait(5)
+        with collector_paused():
+            second_in.set()
+            first_out.wait(5)
+            seen["after first left"] = gc.isenabled()
+        seen["after both left"] = gc.isenabled()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == {"after first left": False, "after both left": True}
