@@ -175,7 +175,7 @@ def run_many(
     with torch.no_grad():
         for batch_number, batch in enumerate(length_batches([len(ids) for ids, _ in encoded], batch_size)):
             ids = torch.tensor([encoded[i][0] for i in batch], device=device)
-            trace = (single if len(batch) == 1 else runner)(ids, trace=True).trace
+            trace = (single if len(batch) == 1 else runner).routes(ids)
             routes.append(_renumber(trace.to_frame("route"), batch))
             candidates.append(_renumber(trace.to_frame("candidates"), batch))
             for b, index in enumerate(batch):

@@ -8,6 +8,7 @@ lives in `genesis.routing`; this file holds the arithmetic of each part.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import random
@@ -222,6 +223,7 @@ class PassContext:
     recorder: Recorder | None
     trainable: bool
     router: Callable | None = None  # per-pass override of the section's router (the oracle, in tests)
+    outputs: bool = True  # False: only the routes are wanted (Genesis.routes), a section may return None
 
 
 class Section(nn.Module):
@@ -312,7 +314,7 @@ class Section(nn.Module):
         """The connecting neuron's `ln` on the candidate's result."""
         return layer_norm(p, self.norm[neuron])
 
-    def forward(self, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
+    def forward(self, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor | None, int]:
         return (ctx.router or self.router)(self, x, ctx)
 
 
@@ -550,24 +552,27 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         keep = keep & attention_mask.bool()[:, None, None, :]
         return keep | torch.eye(t, dtype=torch.bool, device=device)
 
-    def _run_split(self, h: torch.Tensor, y: torch.Tensor | None, ctx: PassContext) -> tuple[torch.Tensor, int]:
+    def _run_split(self, h: torch.Tensor, y: torch.Tensor | None, ctx: PassContext) -> tuple[torch.Tensor | None, int]:
         outs, count = [], 0
         for i, section in enumerate(self.sections):
-            ctx_i = PassContext(ctx.attention_mask, None, ctx.recorder, ctx.trainable, ctx.router)
+            ctx_i = dataclasses.replace(ctx, y=None)
             if self.config.n_cross_attention and y is not None:
                 ctx_i.y = self.c_splits[i](y)
             out, fired = section(self.a_splits[i](h), ctx_i)  # (B, T, n_dim / n_sections)
             outs.append(out)
             count += fired
-        return self.combiner(torch.cat(outs, dim=-1)), count
+        return (self.combiner(torch.cat(outs, dim=-1)) if ctx.outputs else None), count
 
-    def _run_sequential(self, h: torch.Tensor, y: torch.Tensor | None, ctx: PassContext) -> tuple[torch.Tensor, int]:
-        count = 0
-        ctx = PassContext(
-            ctx.attention_mask, y if self.config.n_cross_attention else None, ctx.recorder, ctx.trainable, ctx.router
-        )
-        for section in self.sections:
-            h, fired = section(h, ctx)
+    def _run_sequential(
+        self, h: torch.Tensor, y: torch.Tensor | None, ctx: PassContext
+    ) -> tuple[torch.Tensor | None, int]:
+        count, last = 0, len(self.sections) - 1
+        for i, section in enumerate(self.sections):
+            # Every section but the last feeds the next one, so its output is needed for the routes too.
+            ctx_i = dataclasses.replace(
+                ctx, y=y if self.config.n_cross_attention else None, outputs=ctx.outputs or i < last
+            )
+            h, fired = section(h, ctx_i)
             count += fired
         return h, count
 
@@ -585,9 +590,43 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         **kwargs: Any,  # generate() passes use_cache and friends; there is no cache
     ) -> GenesisOutput:
         """Run the network. `implementation="reference"` runs the literal SPEC path (the oracle)."""
+        x = next((v for v in (inputs, input_ids, inputs_embeds) if v is not None), None)
+        h, count, recorder = self._pass(x, attention_mask, y, trace, implementation, outputs=True)
+        outputs, logits, loss = self.output(h, labels)
+        return GenesisOutput(
+            loss=loss,
+            outputs=outputs,
+            logits=logits,
+            neuron_activation_count=count,
+            trace=recorder.finish() if recorder is not None else None,
+        )
+
+    def routes(
+        self,
+        inputs: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        implementation: str = "fast",
+    ) -> RoutingTrace:
+        """The routes of a pass (the trace that `forward(..., trace=True)` gives), without its outputs:
+        the sections do not fold their neurons' results back, the combiner and the head do not run.
+        In a sequential model every section but the last still computes its output (the next one's input)."""
+        with torch.no_grad():
+            _, _, recorder = self._pass(inputs, attention_mask, y, True, implementation, outputs=False)
+        return recorder.finish()
+
+    def _pass(
+        self,
+        x: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        y: torch.Tensor | None,
+        trace: bool,
+        implementation: str,
+        outputs: bool,
+    ) -> tuple[torch.Tensor | None, int, Recorder | None]:
+        """Input and sections: the last hidden state (None when `outputs` is False), the count, the recorder."""
         from .routing import ROUTERS
 
-        x = next((v for v in (inputs, input_ids, inputs_embeds) if v is not None), None)
         if x is None:
             raise ValueError("no inputs: pass token ids (or float inputs for a bridge input) as `inputs`")
         if implementation not in ("fast", "reference"):
@@ -599,17 +638,10 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             )
         recorder = Recorder(self.config.n_routing, x.shape[0]) if trace else None
         mask = self._attention_mask(attention_mask, x.shape[1], x.device)
-        ctx = PassContext(mask, None, recorder, self.config.n_trainable_routing and torch.is_grad_enabled(), router)
-        h = self.input(x)  # (B, T, n_dim)
-        h, count = self._run_sections(h, y, ctx)
-        outputs, logits, loss = self.output(h, labels)
-        return GenesisOutput(
-            loss=loss,
-            outputs=outputs,
-            logits=logits,
-            neuron_activation_count=count,
-            trace=recorder.finish() if recorder is not None else None,
-        )
+        trainable = self.config.n_trainable_routing and torch.is_grad_enabled()
+        ctx = PassContext(mask, None, recorder, trainable, router, outputs)
+        h, count = self._run_sections(self.input(x), y, ctx)  # (B, T, n_dim)
+        return h, count, recorder
 
     # -- generation ---------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from .trace import (
     STOP_ALL_FIRED,
     STOP_BELOW_THRESHOLD,
     STOP_NO_NEIGHBORS,
+    Candidate,
     Hop,
     SectionTrace,
     candidates_from,
@@ -197,7 +198,7 @@ def _start_gate(ctx: PassContext, voltages: torch.Tensor) -> torch.Tensor | None
     return straight_through(voltages, voltages.new_zeros(())) if ctx.trainable else None
 
 
-def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
+def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor | None, int]:
     """The original's routing (choice by batch mean), computing only the rows still alive."""
     batch, recording = x.shape[0], ctx.recorder is not None
     thresholds = section.threshold.tolist()  # decisions in Python: fewer tiny tensor ops per hop
@@ -235,8 +236,8 @@ def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[to
         order.append(chosen)
         if recording:
             alive_log.append(hops[-1].passed)
-    out = _fold(steps, lambda p, step, below: section.connect_norm(p, step.neuron))
-    if (gate := _start_gate(ctx, voltages[first])) is not None:
+    out = _fold(steps, lambda p, step, below: section.connect_norm(p, step.neuron)) if ctx.outputs else None
+    if out is not None and (gate := _start_gate(ctx, voltages[first])) is not None:
         out = out * gate[:, None, None]
     if recording:
         if hops:
@@ -304,7 +305,7 @@ def _rows_context(ctx: PassContext, rows: torch.Tensor | slice) -> PassContext:
     mask = ctx.attention_mask
     if mask is not None and mask.shape[0] > 1:  # (1, 1, T, T) when only causal: the same for every row
         mask = pick(mask)
-    return PassContext(mask, None if ctx.y is None else pick(ctx.y), None, ctx.trainable)
+    return PassContext(mask, None if ctx.y is None else pick(ctx.y), None, ctx.trainable, outputs=ctx.outputs)
 
 
 def _pair_voltages(
@@ -331,7 +332,7 @@ def _pair_voltages(
 class _Chunk:
     """What per-sample routing did on a chunk of samples: output, fired neurons and trace events."""
 
-    out: torch.Tensor  # (R, T, D)
+    out: torch.Tensor | None  # (R, T, D); None when only the routes are wanted
     fired: torch.Tensor  # (R, N) bool
     voltages: torch.Tensor  # (C, R) of the start candidates
     start: torch.Tensor  # (R,)
@@ -378,13 +379,13 @@ def _route_chunk(section: Section, x: torch.Tensor, ctx: PassContext) -> _Chunk:
         source = _select(step.neuron, below.index)  # the connecting neuron of each row
         return norm_each(p, section.norm.index_select(0, source).unsqueeze(1))
 
-    out = _fold(steps, connect)
-    if (gate := _start_gate(ctx, voltages.max(dim=0).values)) is not None:
+    out = _fold(steps, connect) if ctx.outputs else None
+    if out is not None and (gate := _start_gate(ctx, voltages.max(dim=0).values)) is not None:
         out = out * gate[:, None, None]
     return _Chunk(out, fired, voltages, start, events)
 
 
-def route_sample(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor, int]:
+def route_sample(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor | None, int]:
     """Every sample chooses its own start and candidates by its own voltage: as if run alone.
 
     Samples are independent here, so they go in chunks that keep the working set in cache, on
@@ -414,38 +415,30 @@ def route_sample(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[t
                 traces += _sample_traces(section, chunk, offset)
                 offset += len(chunk.start)
             _record_samples(ctx, section, traces, fired)
-    out = torch.cat([c.out for c in chunks]) if len(chunks) > 1 else chunks[0].out
+    out = torch.cat([c.out for c in chunks]) if len(chunks) > 1 and ctx.outputs else chunks[0].out
     return out, int(fired.any(dim=0).sum())
 
 
 def _sample_traces(section: Section, chunk: _Chunk, offset: int) -> list[SectionTrace]:
     """Per-sample traces of a chunk (each as if alone); sample numbers start at `offset`."""
+    # Hundreds of thousands of small objects for a large batch: built straight from tolist()'s
+    # Python numbers (a sample's own voltage is its candidate's mean).
     candidates = start_candidates(section)
     v_all = chunk.voltages.T.tolist()  # (R, C)
     traces = []
     for b, start in enumerate(chunk.start.tolist()):
-        indexer = candidates_from(candidates, [[v] for v in v_all[b]], v_all[b])
+        indexer = [Candidate(n, v, [v]) for n, v in zip(candidates, v_all[b])]
         traces.append(SectionTrace(section.index, start, indexer, [], [start], [[True]], 1, "", sample=offset + b))
     for rows, neighbors, plain, valid, hop_v, chosen, threshold, passed in chunk.events:
         neighbors, plain, valid = neighbors.tolist(), plain.tolist(), valid.tolist()
         hop_v, chosen, threshold, passed = hop_v.tolist(), chosen.tolist(), threshold.tolist(), passed.tolist()
         for i, b in enumerate(rows.tolist()):
             trace = traces[b]
-            names = [n for n, ok in zip(neighbors[i], valid[i]) if ok]
-            if not names:
+            offered = [Candidate(n, v, [v]) for n, v, ok in zip(neighbors[i], hop_v[i], valid[i]) if ok]
+            if not offered:
                 trace.stop_reason = STOP_ALL_FIRED if any(plain[i]) else STOP_NO_NEIGHBORS
                 continue
-            volts = [v for v, ok in zip(hop_v[i], valid[i]) if ok]
-            trace.hops.append(
-                Hop(
-                    trace.order[-1],
-                    candidates_from(names, [[v] for v in volts], volts),
-                    chosen[i],
-                    threshold[i],
-                    [passed[i]],
-                    passed[i],
-                )
-            )
+            trace.hops.append(Hop(trace.order[-1], offered, chosen[i], threshold[i], [passed[i]], passed[i]))
             if passed[i]:
                 trace.order.append(chosen[i])
                 trace.alive.append([True])

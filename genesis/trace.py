@@ -19,7 +19,7 @@ STOP_ALL_FIRED = "all neighbors already fired"
 STOP_BELOW_THRESHOLD = "no candidate above threshold"
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """A neuron that competed: its batch-mean voltage and every sample's own voltage."""
 
@@ -28,7 +28,7 @@ class Candidate:
     voltages: list[float]
 
 
-@dataclass
+@dataclass(slots=True)
 class Hop:
     """One connect step: `source` offered its candidates, `chosen` won; `passed` is per sample."""
 
@@ -41,7 +41,7 @@ class Hop:
     stop_reason: str | None = None  # set on the last hop of a route
 
 
-@dataclass
+@dataclass(slots=True)
 class SectionTrace:
     """The route of one section: start neuron, every hop, firing order and who was alive."""
 

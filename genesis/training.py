@@ -309,8 +309,7 @@ class RouteSnapshot:
 def sample_routes(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
     """Each input's route as if run alone, padding removed: [input][section] -> neurons in firing order."""
     rows = [ids if attention_mask is None else ids[attention_mask[i].bool()] for i, ids in enumerate(input_ids)]
-    with torch.no_grad():
-        return [model(row.unsqueeze(0), trace=True).trace.sample_routes()[0] for row in rows]
+    return [model.routes(row.unsqueeze(0)).sample_routes()[0] for row in rows]
 
 
 def route_statistics(routes: list[list[list[int]]], n_sections: int, n_neurons: int):

@@ -23,6 +23,7 @@ def test_benchmark_parts_run_on_a_tiny_model():
     assert sample_trace["routing"] == "sample" and sample_trace["on_ms"] > 0
     per_sample = bench_perf.bench_per_sample(model, inputs=3, repeats=1, stand_in=stand_in)
     assert per_sample["inputs"] == 3 and per_sample["loop_s"] > 0 and per_sample["original_style_loop_s"] > 0
+    assert per_sample["routes_s"] > 0 and per_sample["batched_s"] > 0
     for result in (forward, per_sample):  # the profiler found the arithmetic kernels
         assert 0 < result["arithmetic_share"] <= 1 and result["ceiling"] > 0
     flops = bench_perf.bench_flops(model, batch=2, repeats=1, peak=bench_perf.matmul_gflops(size=64, repeats=1))

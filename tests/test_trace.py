@@ -358,3 +358,34 @@ def test_collector_pause_is_shared_by_threads():
     for t in threads:
         t.join(10)
     assert seen == {"after first left": False, "after both left": True}
+
+
+@pytest.mark.parametrize("routing,implementation", [("batch", "fast"), ("batch", "reference"), ("sample", "fast")])
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(), dict(n_section="sequential", n_sections=3, n_seed=3), dict(n_attentive_neurons=0, n_seed=5)],
+    ids=["split", "sequential", "no-attentive"],
+)
+def test_routes_are_the_traced_forward_s(make_model, tokens, routing, implementation, overrides):
+    """Genesis.routes skips the outputs, not a single decision: the same trace, to the last voltage."""
+    model = make_model(n_routing=routing, **overrides)
+    for seed in range(3):
+        inputs = tokens(6, 9, seed=seed)
+        assert model.routes(inputs, implementation=implementation) == run(model, inputs, implementation).trace
+
+
+def test_routes_run_neither_the_combiner_nor_the_head(make_model, tokens):
+    model = make_model(n_routing="sample")
+    calls = []
+    hooks = [
+        m.register_forward_hook(lambda *_, name=name: calls.append(name))
+        for name, m in [("combiner", model.combiner), ("head", model.output)]
+    ]
+    try:
+        trace = model.routes(tokens(4, 8))
+        assert calls == [] and len(trace.samples) == 4
+        run(model, tokens(4, 8))
+        assert calls == ["combiner", "head"]
+    finally:
+        for hook in hooks:
+            hook.remove()
