@@ -590,7 +590,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         **kwargs: Any,  # generate() passes use_cache and friends; there is no cache
     ) -> GenesisOutput:
         """Run the network. `implementation="reference"` runs the literal SPEC path (the oracle)."""
-        x = next((v for v in (inputs, input_ids, inputs_embeds) if v is not None), None)
+        x = _given(inputs, input_ids, inputs_embeds)
         h, count, recorder = self._pass(x, attention_mask, y, trace, implementation, outputs=True)
         outputs, logits, loss = self.output(h, labels)
         return GenesisOutput(
@@ -607,12 +607,15 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         attention_mask: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
         implementation: str = "fast",
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> RoutingTrace:
         """The routes of a pass (the trace that `forward(..., trace=True)` gives), without its outputs:
         the sections do not fold their neurons' results back, the combiner and the head do not run.
         In a sequential model every section but the last still computes its output (the next one's input)."""
+        x = _given(inputs, input_ids, inputs_embeds)
         with torch.no_grad():
-            _, _, recorder = self._pass(inputs, attention_mask, y, True, implementation, outputs=False)
+            _, _, recorder = self._pass(x, attention_mask, y, True, implementation, outputs=False)
         return recorder.finish()
 
     def _pass(
@@ -657,6 +660,11 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             mask = model_kwargs["attention_mask"]
             model_kwargs["attention_mask"] = torch.cat([mask, mask.new_ones((mask.shape[0], num_new_tokens))], dim=-1)
         return model_kwargs
+
+
+def _given(*inputs: torch.Tensor | None) -> torch.Tensor | None:
+    """The first input given (HF names the same thing `inputs`, `input_ids` or `inputs_embeds`)."""
+    return next((x for x in inputs if x is not None), None)
 
 
 def default_device() -> torch.device:

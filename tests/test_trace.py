@@ -374,6 +374,13 @@ def test_routes_are_the_traced_forward_s(make_model, tokens, routing, implementa
         assert model.routes(inputs, implementation=implementation) == run(model, inputs, implementation).trace
 
 
+def test_routes_take_inputs_as_forward_does(lm_model, tokens):
+    ids = tokens(3, 8)
+    assert lm_model.routes(input_ids=ids) == lm_model.routes(ids)
+    with pytest.raises(ValueError, match="no inputs"):
+        lm_model.routes()
+
+
 def test_routes_run_neither_the_combiner_nor_the_head(make_model, tokens):
     model = make_model(n_routing="sample")
     calls = []
