@@ -58,6 +58,11 @@ def run(model: Genesis, ids: list[int] | torch.Tensor, attention_mask: torch.Ten
     return model(x.to(model.device), attention_mask=attention_mask, trace=True)
 
 
+def routes_alone(model: Genesis, ids: list[int]) -> list[list[int]]:
+    """One sequence's route per section, run alone (only the routing: no outputs computed)."""
+    return model.routes(torch.tensor([ids], device=model.device)).sample_routes()[0]
+
+
 def top_k_next(output: GenesisOutput, k: int = 10, sample: int = 0, position: int = -1) -> list[tuple[int, float]]:
     """The k likeliest next tokens after `position` as (token id, probability), likeliest first."""
     probs = torch.softmax(output.logits[sample, position].float(), dim=-1)
@@ -148,8 +153,7 @@ def batch_vs_alone(model: Genesis, lines: list[list[int]]) -> tuple[GenesisOutpu
     batch_routes = batch.trace.sample_routes()
     rows = []
     for i, ids in enumerate(lines):
-        alone = run(model, ids).trace.sample_routes()[0]
-        rows.append(LineRoutes(i, batch_routes[i], alone))
+        rows.append(LineRoutes(i, batch_routes[i], routes_alone(model, ids)))
     return batch, rows
 
 

@@ -163,7 +163,7 @@ def what_if_view() -> None:
         key=f"whatif_{section_index}_{neuron}",
     )  # fmt: skip
     edited = probes.set_threshold(private_copy(model), model, section_index, neuron, value)
-    what_if = probes.run(edited, ids).trace.sample_routes()[0]
+    what_if = probes.routes_alone(edited, ids)
     changed_thresholds = tuple(edited.thresholds()[section_index])
     title = f"Section {section_index}: route vs what-if"  # the legend says which line is which
     figure = wiring_figure(key, section_index, changed_thresholds, tuple(route), tuple(what_if[section_index]), title)
