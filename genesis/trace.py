@@ -185,8 +185,8 @@ _collector_resume = False
 def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector paused while a trace is built.
 
-    A per-sample trace is tens of thousands of small objects and no reference cycles (refcounting
-    frees them all). While they pile up, the collector runs dozens of times, and each full run walks
+    A per-sample trace of many inputs is hundreds of thousands of small objects and no reference
+    cycles (refcounting frees them all). While they pile up, the collector runs dozens of times, and each full run walks
     every object in the process (350k with torch and transformers loaded): +40% on 512 per-sample
     routes. Threads share the pause: the first in pauses it (if it was on), the last out resumes it.
     """

@@ -24,13 +24,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from . import data as gdata
 from .configuration import GenesisConfig
+
+if TYPE_CHECKING:  # the model code loads on first use
+    from .modeling import Genesis
 
 CORPUS = "stdlib"  # the built-in text: the standard library's docstrings
 DATA_SOURCES = (CORPUS, *gdata.TASKS, *gdata.LM_TASKS)
@@ -306,7 +309,7 @@ class RouteSnapshot:
     by_class: dict[str, list[list[float]]] = field(default_factory=dict)  # classification: firing per class
 
 
-def sample_routes(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+def sample_routes(model: Genesis, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
     """Each input's route as if run alone, padding removed: [input][section] -> neurons in firing order."""
     rows = [ids if attention_mask is None else ids[attention_mask[i].bool()] for i, ids in enumerate(input_ids)]
     return [model.routes(row.unsqueeze(0)).sample_routes()[0] for row in rows]
@@ -329,7 +332,7 @@ def route_statistics(routes: list[list[list[int]]], n_sections: int, n_neurons: 
 
 
 def route_snapshot(
-    model: torch.nn.Module,
+    model: Genesis,
     batch: Batch,
     step: int = 0,
     class_names: list[str] | None = None,
