@@ -71,7 +71,7 @@ class Plan:
     scale: bool
 
 
-FULL = Plan(15, {"app": 512, "original": 16}, 3, 32, {"app": 12, "original": 2}, True)
+FULL = Plan(15, {"app": 512, "original": 16}, 5, 32, {"app": 12, "original": 2}, True)
 QUICK = Plan(5, {"app": 32, "original": 4}, 1, 2, {"app": 12, "original": 1}, False)
 
 
