@@ -177,9 +177,7 @@ def trace_command(args) -> int:
     ids, note = encode_text(args.text, model.config.n_pos_size)
     if note:
         print(note, file=sys.stderr)
-    with torch.no_grad():
-        out = model(torch.tensor([ids]), trace=True)
-    trace = out.trace
+    trace = model.routes(torch.tensor([ids]))  # only the routing: no outputs computed
     if args.json:
         Path(args.json).write_text(json.dumps(trace.to_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -187,7 +185,7 @@ def trace_command(args) -> int:
         trace.to_frame(args.table).to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     if not args.json and not args.csv:
-        print(f"{label}, {len(ids)} tokens, {out.neuron_activation_count} neurons fired")
+        print(f"{label}, {len(ids)} tokens, {trace.count} neurons fired")
         print(describe_route(trace))
     return 0
 
