@@ -3,6 +3,9 @@
 import plotly.graph_objects as go
 import streamlit as st
 
+from genesis.memory import keep_freed_memory
+
+keep_freed_memory()  # this process's malloc keeps freed buffers for the next pass (genesis/memory.py)
 st.set_page_config(page_title="Genesis Explorer", page_icon="🧠", layout="wide")
 
 pages = [

@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 from bench.original_style import OriginalStyle, rebuild  # noqa: E402
 from genesis import Genesis, GenesisConfig, preset  # noqa: E402
 from genesis.compat import to_original  # noqa: E402
+from genesis.memory import keep_freed_memory  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results-perf.json"
 LENGTH = 64
@@ -585,7 +586,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, help="repeats of forward-sized measurements")
     parser.add_argument("--out", default=str(RESULTS), help="JSON results file")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall seconds, or CPU seconds")
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="leave glibc's malloc as it is (the app keeps freed memory)"
+    )
     args = parser.parse_args(argv)
+    kept = False if args.default_malloc else keep_freed_memory()  # as the app and the CLI run
     global clock
     clock = CLOCKS[args.clock]
     if args.threads:
@@ -594,7 +599,7 @@ def main(argv: list[str] | None = None) -> dict:
     repeats = args.repeats or plan.repeats
     parts = set(args.only.split(","))
     configs = (args.configs or ("app" if args.quick else "app,original")).split(",")
-    results = dict(machine={**machine(), "clock": args.clock}, quick=args.quick, configs={})
+    results = dict(machine={**machine(), "clock": args.clock, "malloc_keeps_freed": kept}, quick=args.quick, configs={})
     peak = matmul_gflops() if "flops" in parts else None
     for name in configs:
         model = build(preset(name))
@@ -628,7 +633,8 @@ def main(argv: list[str] | None = None) -> dict:
     m = results["machine"]
     print(
         f"torch {m['torch']}, {m['threads']} threads on {m['cpus']} CPUs, {m['clock']} clock; load average "
-        f"before {m['load_before'][0]:.1f}, after {m['load_after'][0]:.1f}; medians of side-by-side repeats"
+        f"before {m['load_before'][0]:.1f}, after {m['load_after'][0]:.1f}; medians of side-by-side repeats; "
+        f"malloc {'keeps freed memory, as in the app' if m['malloc_keeps_freed'] else 'as the C library set it'}"
     )
     print(report(results))
     print("\n" + summary(results))

@@ -258,4 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from .memory import keep_freed_memory
+
+    keep_freed_memory()  # our process: malloc keeps freed buffers for the next pass (genesis/memory.py)
     sys.exit(main())
