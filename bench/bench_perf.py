@@ -27,6 +27,7 @@ size budget. Results go to bench/results-perf.json as well.
     python3 dev.py bench --quick          # CI-sized: small inputs, few repeats, app config only
     python3 dev.py bench --threads 1      # pin torch's intra-op threads (default: torch's choice)
     python3 dev.py bench --only forward,training --configs app
+    python3 dev.py bench --default-malloc # without keep_freed_memory() (the app, CLI and bench call it)
 """
 
 from __future__ import annotations
