@@ -66,8 +66,10 @@ def test_routed_flops_count_only_what_ran(make_model):
 
 def test_the_command_writes_its_results(tmp_path):
     out = tmp_path / "results.json"
-    bench_perf.main(["--quick", "--only", "forward,trace", "--repeats", "1", "--out", str(out)])
+    # --default-malloc: this test process keeps glibc's own malloc settings
+    bench_perf.main(["--quick", "--only", "forward,trace", "--repeats", "1", "--out", str(out), "--default-malloc"])
     saved = json.loads(out.read_text())
     app = saved["configs"]["app"]
     assert [f["batch"] for f in app["forward"]] == [8, 1]
-    assert saved["machine"]["threads"] >= 1
+    assert [f["routing"] for f in app["trace"]] == ["batch", "batch", "sample"]
+    assert saved["machine"]["threads"] >= 1 and saved["machine"]["malloc_keeps_freed"] is False
