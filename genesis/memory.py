@@ -10,6 +10,7 @@ its own: the app, the CLI and the benchmark call `keep_freed_memory()` at start.
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 # glibc's mallopt parameters (malloc.h)
@@ -21,6 +22,7 @@ SETTINGS = (
 )
 
 
+@functools.cache  # once per process: the app's script calls it on every rerun
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse. True if it took; False elsewhere
     (another C library or OS), where nothing changes."""
