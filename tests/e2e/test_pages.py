@@ -183,6 +183,16 @@ def loss_points(page) -> int:
     return len(figure["data"][0]["x"]) if figure else 0
 
 
+def wait_for_loss_points(page, more_than: int) -> None:
+    # The chart is absent for a moment while the page redraws it: a missing chart is "not yet".
+    page.wait_for_function(
+        "(n) => { const el = document.querySelector('.st-key-train_loss_chart .js-plotly-plot');"
+        " return !!(el && el.data && el.data[0] && el.data[0].x.length > n); }",
+        arg=more_than,
+        timeout=60_000,
+    )
+
+
 def test_train_then_run_the_trained_model(app_url, page):
     open_and_check(page, app_url, "train")
     steps = keyed(page, "train_steps").locator("input")
@@ -190,17 +200,9 @@ def test_train_then_run_the_trained_model(app_url, page):
     steps.press("Enter")
     wait_for_app(page)
     keyed(page, "train_start").locator("button").click()
-    page.wait_for_function(
-        "() => { const el = document.querySelector('.st-key-train_loss_chart .js-plotly-plot');"
-        " return el && el.data && el.data[0].x.length > 0; }",
-        timeout=60_000,
-    )
+    wait_for_loss_points(page, 0)
     first = loss_points(page)
-    page.wait_for_function(
-        "(n) => document.querySelector('.st-key-train_loss_chart .js-plotly-plot').data[0].x.length > n",
-        arg=first,
-        timeout=60_000,
-    )
+    wait_for_loss_points(page, first)
     assert loss_points(page) > first, "the loss curve grows while training runs"
     screenshot(page, "train-running")
     keyed(page, "train_stop").locator("button").click()
