@@ -18,7 +18,9 @@ shared machine hits both alike; the tables show medians over the repeats. For th
 - for forward and per-input routes, the *ceiling*: the share of the fast contestant's time spent in
   the arithmetic kernels every faithful path must run (GEMMs, LayerNorm, SiLU, attention; timed by
   torch's profiler in one extra run), and the speedup over the baseline that would follow if
-  everything else took no time at all.
+  everything else took no time at all;
+- for per-input routes, the GEMM bound: the speedup if the routes' matrix products ran at the rate
+  of large 2048^2 products (timed alongside) and nothing else took any time, for any implementation.
 
 Then a scale table (forward cost as n_neurons, n_neighbors, n_dim and length grow) and the app's
 size budget. Results go to bench/results-perf.json as well.
@@ -212,10 +214,17 @@ def bench_trace(model: Genesis, batch: int, repeats: int, routing: str = "batch"
     )
 
 
-def bench_per_sample(model: Genesis, inputs: int, repeats: int, stand_in: OriginalStyle | None = None) -> dict:
+def bench_per_sample(
+    model: Genesis, inputs: int, repeats: int, stand_in: OriginalStyle | None = None, bound: bool = False
+) -> dict:
     """N inputs each routed as if alone, by one per-sample call: their routes (`Genesis.routes`, one
     trace per input, no outputs) and the same call as a full forward (all outputs, no trace), vs a
-    loop of batch-of-one fast forwards (and a loop of the original-style stand-in's)."""
+    loop of batch-of-one fast forwards (and a loop of the original-style stand-in's).
+
+    With `bound`, also the GEMM bound: the speedup over the loop if the routes' matrix products ran
+    at the rate of large 2048^2 products (a contestant of its own, so it sees the machine's speed of
+    the moment) and nothing else took any time. Every faithful implementation does those products,
+    so no implementation on this machine can beat it."""
     x = tokens(model.config, inputs, seed=1)
     per_sample = twin(model, n_routing="sample")
 
@@ -233,6 +242,10 @@ def bench_per_sample(model: Genesis, inputs: int, repeats: int, stand_in: Origin
     contestants = {"routes": routes, "batched": forward(per_sample, x), "loop": loop(model)}
     if stand_in is not None:
         contestants["original_style_loop"] = loop(stand_in)
+    if bound:
+        gflop = gemm_flops(routes) / 1e9
+        products = max(1, round(gflop / MATMUL_GFLOP))
+        contestants["matmul"] = matmuls(products)
     t = side_by_side(contestants, repeats)
     result = dict(
         inputs=inputs,
@@ -249,6 +262,9 @@ def bench_per_sample(model: Genesis, inputs: int, repeats: int, stand_in: Origin
             original_style_loop_s=t["original_style_loop"],
             speedup_vs_original_style=t["original_style_loop"] / t["routes"],
         )
+    if bound:
+        peak = products * MATMUL_GFLOP / t["matmul"]
+        result.update(routes_gemm_gflop=gflop, matmul_gflops_per_s=peak, gemm_bound=t["loop"] * peak / gflop)
     return with_ceiling(result, t["routes"], t["loop"], routes)
 
 
@@ -341,9 +357,39 @@ def routed_flops(model: Genesis, x: torch.Tensor, implementation: str = "fast") 
     return counter.get_total_flops()
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+GEMMS = (torch.ops.aten.mm, torch.ops.aten.bmm, torch.ops.aten.addmm)
+
+
+def gemm_flops(run: Callable[[], object]) -> int:
+    """FLOPs of the matrix products one run does (attention left out), counted on this thread only:
+    torch's threads are set to one meanwhile, so per-sample routing opens no lanes the counter cannot see."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            run()
+    finally:
+        torch.set_num_threads(threads)
+    return sum(n for op, n in counter.get_flop_counts()["Global"].items() if op in GEMMS)
+
+
+MATMUL_SIZE = 2048
+MATMUL_GFLOP = 2 * MATMUL_SIZE**3 / 1e9
+
+
+def matmuls(count: int, size: int = MATMUL_SIZE) -> Callable[[], None]:
+    """`count` fp32 products of two size x size matrices: the machine's large-matmul rate."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    t = side_by_side({"mm": lambda: a @ b}, repeats)["mm"]
+
+    def run():
+        for _ in range(count):
+            a @ b
+
+    return run
+
+
+def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    t = side_by_side({"mm": matmuls(1, size)}, repeats)["mm"]
     return 2 * size**3 / t / 1e9
 
 
@@ -477,11 +523,13 @@ def report(results: dict) -> str:
             rows = [
                 [f"{p['inputs']} x T={p['length']}", p["routes_s"], p["loop_s"], p["speedup"], p["per_input_ms"]]
                 + ceiling(p)
+                + ([p["gemm_bound"]] if "gemm_bound" in p else [])
                 + [p["batched_s"], p["forward_speedup"]]
                 + versus_original_style(p, "original_style_loop_s")
             ]
             header = ["inputs", "routes s", "batch-of-one loop s", "speedup x", "ms per input"]
-            header += ["arithmetic share", "ceiling x", "forward s (all outputs)", "its speedup x"]
+            header += ["arithmetic share", "ceiling x"] + (["GEMM bound x"] if "gemm_bound" in p else [])
+            header += ["forward s (all outputs)", "its speedup x"]
             header += ["original-style loop s", "vs it x"] if "original_style_loop_s" in p else []
             out.append(table("routes of inputs each as if alone", header, rows))
         if "training" in r:
@@ -615,7 +663,9 @@ def main(argv: list[str] | None = None) -> dict:
             r["trace"] = [bench_trace(model, batch, reps) for batch in (8, 1)]
             r["trace"].append(bench_trace(model, plan.per_sample_inputs[name], reps, routing="sample"))
         if "per_sample" in parts:
-            r["per_sample"] = bench_per_sample(model, plan.per_sample_inputs[name], plan.loop_repeats, stand_in)
+            r["per_sample"] = bench_per_sample(
+                model, plan.per_sample_inputs[name], plan.loop_repeats, stand_in, bound=True
+            )
         if "flops" in parts:
             r["flops"] = bench_flops(model, 8, reps, peak)
         if "training" in parts:

@@ -7,7 +7,7 @@ import json
 import torch
 
 from bench import bench_perf
-from genesis import preset
+from genesis import GenesisConfig, preset
 
 
 def test_benchmark_parts_run_on_a_tiny_model():
@@ -21,9 +21,10 @@ def test_benchmark_parts_run_on_a_tiny_model():
     assert trace["on_ms"] > 0 and trace["off_ms"] > 0
     sample_trace = bench_perf.bench_trace(model, batch=3, repeats=1, routing="sample")
     assert sample_trace["routing"] == "sample" and sample_trace["on_ms"] > 0
-    per_sample = bench_perf.bench_per_sample(model, inputs=3, repeats=1, stand_in=stand_in)
+    per_sample = bench_perf.bench_per_sample(model, inputs=3, repeats=1, stand_in=stand_in, bound=True)
     assert per_sample["inputs"] == 3 and per_sample["loop_s"] > 0 and per_sample["original_style_loop_s"] > 0
     assert per_sample["routes_s"] > 0 and per_sample["batched_s"] > 0
+    assert per_sample["routes_gemm_gflop"] > 0 and per_sample["gemm_bound"] > per_sample["speedup"]
     for result in (forward, per_sample):  # the profiler found the arithmetic kernels
         assert 0 < result["arithmetic_share"] <= 1 and result["ceiling"] > 0
     flops = bench_perf.bench_flops(model, batch=2, repeats=1, peak=bench_perf.matmul_gflops(size=64, repeats=1))
@@ -62,6 +63,20 @@ def test_routed_flops_count_only_what_ran(make_model):
     fast = bench_perf.routed_flops(model, x)
     reference = bench_perf.routed_flops(model, x, implementation="reference")
     assert 0 < fast < reference
+
+
+def test_gemm_flops_of_per_sample_routes_are_those_of_each_input_alone():
+    """Counted on one thread: lanes (other threads, which the counter cannot see) would hide work."""
+    model = bench_perf.build(GenesisConfig(**{**preset("app").user_dict(), "n_routing": "sample"}))
+    x = bench_perf.tokens(model.config, 64, seed=1)  # 64 x 64 x 64 floats: enough to open lanes
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        together = bench_perf.gemm_flops(lambda: model.routes(x))
+    finally:
+        torch.set_num_threads(threads)
+    alone = sum(bench_perf.gemm_flops(lambda i=i: model.routes(x[i : i + 1])) for i in range(len(x)))
+    assert together == alone > 0
 
 
 def test_the_command_writes_its_results(tmp_path):
