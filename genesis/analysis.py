@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, preset
+from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, field_value, preset
 from .modeling import Genesis
 from .tokenization import encode_text
 from .trace import STOP_BELOW_THRESHOLD, RoutingTrace, SectionTrace
@@ -555,45 +555,31 @@ def seed_stability(
 # ---------------------------------------------------------------------------------------------
 # Shared app URLs
 
-_NULLS = ("None", "null", "")
-_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
-
 
 def app_defaults() -> dict[str, Any]:
     """The fields an app URL leaves out (it writes only those that differ from the app preset)."""
     return preset("app").user_dict()
 
 
-def _field_value(name: str, raw: str) -> Any:
-    """A query-parameter string as the type of the field (the original's defaults tell which)."""
-    default = getattr(GenesisConfig, name)
-    if name == "n_causal":  # null, true or false
-        return None if raw in _NULLS else raw.lower() in _TRUE
-    if isinstance(default, bool):
-        if raw.lower() not in _TRUE + _FALSE:
-            raise ValueError(f"{name}: must be true or false, got {raw!r}")
-        return raw.lower() in _TRUE
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"{name}: must be an integer, got {raw!r}") from None
-    return raw
-
-
 def config_from_url(url: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Config fields from a shared app URL (or its query string), over the app's defaults.
 
     Parameters that are not config fields (text, source, ...) are ignored. Raises ValueError naming
-    the field when a value has the wrong type; the caller validates the combination.
+    the field when a value has the wrong type, or saying so when the text is not a link at all; the
+    caller validates the combination.
     """
     url = url.strip()
-    query = urlsplit(url).query if ("?" in url or "://" in url) else url
+    parts = urlsplit(url)
+    if "://" in url and parts.scheme not in ("http", "https"):
+        raise ValueError(f"not a link from this app (it starts with {parts.scheme}://, not http:// or https://)")
+    if url and "://" not in url and "=" not in url and not url.startswith("?"):
+        raise ValueError(f"not a link from this app: {url[:60]!r} (one looks like http://host:8501/build?n_dim=64)")
+    query = parts.query if ("?" in url or "://" in url) else url
     params = parse_qs(query, keep_blank_values=True)
     fields = dict(app_defaults() if defaults is None else defaults)
     for name in FIELDS:
         if name in params:
-            fields[name] = _field_value(name, params[name][-1])
+            fields[name] = field_value(name, params[name][-1])
     return fields
 
 

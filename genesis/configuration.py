@@ -392,3 +392,30 @@ def human(value: float) -> str:
         return str(int(value))
     exponent = min(int(math.log10(value) // 3), 4)
     return f"{value / 1000**exponent:.3g}{' KMGT'[exponent]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Config fields in app URLs
+
+_NULLS = ("None", "null", "")
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def field_value(name: str, raw: str) -> Any:
+    """A query-parameter string as the type of the field (the original's defaults tell which).
+
+    Raises ValueError naming the field for a value of the wrong type (a yes/no field takes only
+    1/true/yes or 0/false/no: anything else would silently mean "no")."""
+    default = getattr(GenesisConfig, name)
+    if name == "n_causal" and raw in _NULLS:  # null, true or false
+        return None
+    if isinstance(default, bool) or name == "n_causal":
+        if raw.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"{name}: must be true or false, got {raw!r}")
+        return raw.lower() in _TRUE
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{name}: must be an integer, got {raw!r}") from None
+    return raw

@@ -163,7 +163,7 @@ def state_dict_for(model: Genesis, tensors: dict[str, torch.Tensor], name: str =
     missing = sorted(set(ours) - set(tensors))
     extra = sorted(set(tensors) - set(ours))
     wrong = [
-        f"{k} {tuple(tensors[k].shape)} != {tuple(ours[k].shape)}"
+        f"{k} is {tuple(tensors[k].shape)} in the file, the config needs {tuple(ours[k].shape)}"
         for k in ours
         if k in tensors and tensors[k].shape != ours[k].shape
     ]

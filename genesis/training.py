@@ -128,9 +128,10 @@ class CorpusTask:
     def __init__(self, train_ids: torch.Tensor, val_ids: torch.Tensor, block_size: int, name: str = "text"):
         for split, ids in (("training", train_ids), ("validation", val_ids)):
             if len(ids) < block_size + 1:
+                count = f"{len(ids):,} token{'' if len(ids) == 1 else 's'}"
                 raise gdata.DataError(
-                    f"the {split} part of the text has {len(ids):,} tokens; it needs at least "
-                    f"block_size + 1 = {block_size + 1}: use a longer text or a smaller block"
+                    f"the {split} part of the text has {count}; a window (block_size) of {block_size} needs at "
+                    f"least {block_size + 1}: use a longer text or a smaller window"
                 )
         self.train_ids, self.val_ids, self.block_size, self.name = train_ids, val_ids, block_size, name
 
@@ -235,6 +236,7 @@ def load_data(
 
 def config_for_task(config: GenesisConfig, task: Task) -> GenesisConfig:
     """The config with the output part the task needs (a classifier with one output per class, or an LM)."""
+    _check_reads_text(config.n_input)
     values = config.user_dict()
     if task.kind == "classification":
         values.update(n_output="sequence_classifier", n_outputs=task.n_classes)
@@ -245,9 +247,15 @@ def config_for_task(config: GenesisConfig, task: Task) -> GenesisConfig:
     return GenesisConfig(**values)
 
 
+def _check_reads_text(n_input: str) -> None:
+    if n_input != "reading":
+        raise ValueError(f"training data is text: it needs n_input='reading', this config has n_input={n_input!r}")
+
+
 def check_fits(model: torch.nn.Module, task: Task) -> None:
     """Refuse, with a message naming the field, a model that cannot take the task's inputs."""
     config = model.config
+    _check_reads_text(getattr(config, "n_input", "reading"))  # GPT-2 (the benchmark's) reads tokens
     positions = getattr(config, "n_pos_size", None) or getattr(config, "n_positions", None)
     if positions is not None and task.seq_len > positions:
         raise ValueError(f"inputs of {task.seq_len} tokens are longer than the model's {positions} positions")

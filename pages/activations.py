@@ -22,7 +22,10 @@ def read_inputs(source: str) -> list[str]:
         return sample_texts()
     if source == SOURCES[1]:
         typed = st.text_area("One input per line", EXAMPLE_LINES, height=140, key="act_lines")
-        return [line for line in typed.splitlines() if line.strip()]
+        lines = [line for line in typed.splitlines() if line.strip()]
+        if not lines:
+            st.info("Type at least one line to run.")
+        return lines
     upload = st.file_uploader(
         "A .txt file (one input per line) or a .csv (its `text` column, else the first)",
         type=["txt", "csv"],
@@ -93,7 +96,9 @@ if texts and (pressed or (stored is None and source == SOURCES[0])):
 if stored is None:
     st.info("Choose inputs and press Run.")
     st.stop()
-if stored[0] != key:
+if not texts:
+    st.warning("No inputs to run: the results below are from the last run.")
+elif stored[0] != key:
     st.warning("The model, inputs or routing changed since these results: press Run to update them.")
 run = stored[1]
 

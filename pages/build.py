@@ -19,6 +19,7 @@ from pages.common import (
     validate_fields,
     wiring_figure,
     wiring_graphml,
+    wiring_too_large,
 )
 
 # field -> (widget, options or (min, max)); sliders get wider when a URL or upload goes beyond them.
@@ -139,6 +140,30 @@ def _control(name: str, value) -> None:
         st.selectbox(name, options + ([value] if value not in options else []), **kw)
 
 
+def draw_wiring(config: genesis.GenesisConfig, key: str) -> None:
+    st.caption(
+        "Each neuron's arrows go to its neighbors. Attentive neurons (red) are where routes start; a route "
+        "only hops to plain neurons (blue) that have not fired yet. A cross marks a plain neuron that no "
+        "start neuron can ever reach: it never fires, whatever the weights."
+    )
+    sections = list(range(config.n_sections))
+    if len(sections) > 2:
+        sections = [st.select_slider("Section to show", sections, key="build_section")]
+    for column, i in zip(st.columns(len(sections)), sections):
+        graph = graphs.wiring_graph(config, i)
+        unreachable, reach = graphs.unreachable_neurons(graph), graphs.reachability(graph)
+        column.plotly_chart(wiring_figure(key, i), key=f"build_wiring_{i}")
+        column.caption(
+            f"Unreachable in section {i}: {', '.join(map(str, unreachable))}"
+            if unreachable
+            else f"Every neuron of section {i} can be reached from some start neuron."
+        )
+        column.dataframe(
+            {"start neuron": list(reach), "neurons its routes can reach": [len(r) for r in reach.values()]},
+            hide_index=True,
+        )
+
+
 active = model_picker()
 page_header("Build", active)
 fields = config_fields()
@@ -173,27 +198,11 @@ key = config_json(config)
 st.plotly_chart(config_figure("parameters", key), key="build_parameters")
 
 st.subheader("Wiring")
-st.caption(
-    "Each neuron's arrows go to its neighbors. Attentive neurons (red) are where routes start; a route "
-    "only hops to plain neurons (blue) that have not fired yet. A cross marks a plain neuron that no "
-    "start neuron can ever reach: it never fires, whatever the weights."
-)
-sections = list(range(config.n_sections))
-if len(sections) > 2:
-    sections = [st.select_slider("Section to show", sections, key="build_section")]
-for column, i in zip(st.columns(len(sections)), sections):
-    graph = graphs.wiring_graph(config, i)
-    unreachable, reach = graphs.unreachable_neurons(graph), graphs.reachability(graph)
-    column.plotly_chart(wiring_figure(key, i), key=f"build_wiring_{i}")
-    column.caption(
-        f"Unreachable in section {i}: {', '.join(map(str, unreachable))}"
-        if unreachable
-        else f"Every neuron of section {i} can be reached from some start neuron."
-    )
-    column.dataframe(
-        {"start neuron": list(reach), "neurons its routes can reach": [len(r) for r in reach.values()]},
-        hide_index=True,
-    )
+too_large = wiring_too_large(config)
+if too_large:  # drawing it would take minutes and hang the browser
+    st.info(f"Not drawn: {too_large}.")
+else:
+    draw_wiring(config, key)
 
 st.subheader("Export")
 cols = st.columns(3)
@@ -201,4 +210,5 @@ cols[0].download_button("config.json (this app)", json.dumps(config.user_dict(),
 cols[1].download_button(
     "config.json (original code base)", json.dumps(compat.config_to_original(config), indent=2), "original_config.json"
 )
-cols[2].download_button("Wiring (GraphML)", wiring_graphml(key), "wiring.graphml")
+if not too_large:
+    cols[2].download_button("Wiring (GraphML)", wiring_graphml(key), "wiring.graphml")

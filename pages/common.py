@@ -16,7 +16,7 @@ import torch
 import genesis
 from genesis import figures, graphs, probes
 from genesis import io as gio
-from genesis.configuration import FIELDS, ConfigError, SizeError, check_size, smaller_config
+from genesis.configuration import FIELDS, ConfigError, SizeError, check_size, field_value, smaller_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "assets" / "demo"
@@ -24,6 +24,7 @@ APP_DEFAULT = genesis.preset("app").user_dict()
 # The app refuses configs bigger than this (2 CPU cores); the library's own limit is higher.
 APP_MAX_PARAMETERS = 30_000_000
 APP_MAX_ACTIVATION_BYTES = 2 * 2**30
+APP_MAX_ARROWS = 8192  # wiring arrows per section (n_neurons x n_neighbors) the app draws: 1.2 MB of chart
 SOURCES = ("Demo model (trained)", "Fresh model from the Build config", "Trained in this session", "Uploaded model")
 EXAMPLE_TEXT = "The quick brown fox jumps over the lazy dog."
 URL_TEXT_LIMIT = 1000  # longer texts stay in the session but not in the shareable URL
@@ -39,18 +40,6 @@ class ActiveModel:
 # -- config and URL state ---------------------------------------------------------------------
 
 
-def _coerce(name: str, raw: str) -> Any:
-    """A query-parameter string back to the type of the field's default."""
-    default = APP_DEFAULT[name]
-    if raw in ("None", "null", ""):
-        return None
-    if isinstance(default, bool) or name in ("n_causal", "n_cross_attention", "n_trainable_routing"):
-        return raw.lower() in ("1", "true", "yes")
-    if isinstance(default, int):
-        return int(raw)
-    return raw
-
-
 def config_fields() -> dict[str, Any]:
     """The current Build config (user fields). First call of a session reads the URL."""
     if "config_fields" not in st.session_state:
@@ -59,7 +48,7 @@ def config_fields() -> dict[str, Any]:
         for name in FIELDS:
             if name in st.query_params:
                 try:
-                    fields[name] = _coerce(name, st.query_params[name])
+                    fields[name] = field_value(name, st.query_params[name])
                 except ValueError:
                     bad.append(name)
         if bad:
@@ -93,9 +82,22 @@ def validate_fields(fields: dict[str, Any]) -> tuple[genesis.GenesisConfig | Non
     limits = (APP_MAX_PARAMETERS, APP_MAX_ACTIVATION_BYTES, 8, min(config.n_pos_size, 256))
     try:
         check_size(config, *limits)
-        return config, None
     except SizeError as e:
         return None, f"Too large for this app: {e}. {_suggestion(config, limits)}"
+    if problem := wiring_too_large(config):
+        return None, f"Too large for this app: {problem}."
+    return config, None
+
+
+def wiring_too_large(config: genesis.GenesisConfig) -> str | None:
+    """Why a section's wiring is too large to draw (every page draws it), or None."""
+    arrows = config.n_neurons * config.n_neighbors
+    if arrows <= APP_MAX_ARROWS:
+        return None
+    return (
+        f"each section's wiring has {arrows:,} arrows (n_neurons × n_neighbors), more than the "
+        f"{APP_MAX_ARROWS:,} the app draws: use fewer neurons or neighbors"
+    )
 
 
 def _suggestion(config: genesis.GenesisConfig, limits: tuple) -> str:

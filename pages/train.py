@@ -148,7 +148,7 @@ with left:
 with right:
     steps = st.number_input("Steps", 10, MAX_STEPS, 300, step=10, key="train_steps", disabled=running)
     batch = st.number_input("Batch size", 1, 64, 12, key="train_batch", disabled=running)
-    lr = st.number_input("Learning rate", 1e-5, 1e-1, 2e-3, format="%.4f", step=5e-4, key="train_lr", disabled=running)
+    lr = st.number_input("Learning rate", 1e-5, 1e-1, 2e-3, format="%g", step=5e-4, key="train_lr", disabled=running)
 
 base, config_error = validate_fields(config_fields())
 config = None

@@ -315,6 +315,13 @@ def test_config_from_url_names_the_bad_field():
     with pytest.raises(ValueError, match="n_cross_attention"):
         analysis.config_from_url("?n_cross_attention=maybe")
     assert analysis.config_from_url("?n_causal=None")["n_causal"] is None
+    assert analysis.config_from_url("?n_causal=false")["n_causal"] is False
+    with pytest.raises(ValueError, match="n_causal"):  # not silently "no"
+        analysis.config_from_url("?n_causal=maybe")
+    for not_a_link in ("not a url", "javascript:alert(1)", "ftp://h/build?n_dim=64"):  # not silently the defaults
+        with pytest.raises(ValueError, match="not a link from this app"):
+            analysis.config_from_url(not_a_link)
+    assert analysis.config_from_url("http://h:8501/build") == analysis.app_defaults()  # the defaults' own link
 
 
 # -- figures ------------------------------------------------------------------------------------

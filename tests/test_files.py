@@ -233,7 +233,7 @@ def bad_weights(state: dict[str, torch.Tensor], valid: bytes) -> list[tuple[str,
         ("inf weights", save_safetensors(inf), "tensor output.lm_head.bias contains NaN or infinite values"),
         ("missing key", save_safetensors(dropped), "missing sections.0.threshold"),
         ("extra key", save_safetensors({**state, "evil.extra": torch.zeros(1)}), "unexpected evil.extra"),
-        ("wrong shape", save_safetensors(wrong_shape), "shape sections.1.norm (3, 3) != (4, 8)"),
+        ("wrong shape", save_safetensors(wrong_shape), "shape sections.1.norm is (3, 3) in the file, the config needs (4, 8)"),
         ("no tensors", save_safetensors({}), "weights do not fit the config: missing"),
         ("original layout, incomplete", save_safetensors(original_missing), "does not fit the config: missing input.wte.weight"),
     ]  # fmt: skip

@@ -99,3 +99,14 @@ def test_smaller_config_fits_and_only_shrinks(fields, limits):
         assert smaller.user_dict() == before  # a config that fits is returned as it is
     except SizeError:
         pass
+
+
+def test_the_app_refuses_wiring_too_large_to_draw():
+    from pages.common import APP_MAX_ARROWS, validate_fields
+
+    # Small in parameters and activations (short positions), but 16,384 arrows per section to draw.
+    fields = genesis.preset("app", n_dim=16, n_attentive_neuron_heads=2, n_pos_size=16, n_neurons=1024).user_dict()
+    assert fields["n_neurons"] * 16 > APP_MAX_ARROWS >= fields["n_neurons"] * 8
+    config, message = validate_fields({**fields, "n_neighbors": 16})
+    assert config is None and "16,384 arrows" in message and "n_neurons × n_neighbors" in message
+    assert validate_fields({**fields, "n_neighbors": 8}) == (GenesisConfig(**{**fields, "n_neighbors": 8}), None)

@@ -121,6 +121,11 @@ def test_bad_settings_are_refused_with_the_field_named(brackets):
         training.as_task("too short", block_size=64)
     with pytest.raises(ValueError, match="longer than"):
         training.train(Genesis(GenesisConfig(**{**SMALL, "n_pos_size": 8})), "x" * 2000, TrainingConfig(steps=1))
+    for n_input in ("bridge", "none"):  # the data is text: a model that reads floats cannot take it
+        with pytest.raises(ValueError, match="n_input='reading'"):
+            training.config_for_task(GenesisConfig(**{**SMALL, "n_input": n_input}), brackets)
+        with pytest.raises(ValueError, match="n_input='reading'"):
+            training.train(Genesis(GenesisConfig(**{**SMALL, "n_input": n_input})), "x" * 2000, TrainingConfig(steps=1))
 
 
 def test_checkpoints_round_trip(tmp_path, brackets):

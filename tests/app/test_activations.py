@@ -61,6 +61,16 @@ def test_typed_lines_with_shared_batch_routing(app_model):
     np.testing.assert_array_equal(charts(at)["act_transitions"]["data"][0]["z"], analysis.transition_matrix(run, 1))
 
 
+def test_emptied_typed_lines_say_why_run_is_off():
+    at = open_app("activations")  # the sample set runs on arrival
+    at.radio(key="act_source").set_value("Typed lines").run()
+    at.text_area(key="act_lines").set_value("  \n\n").run()
+    assert_ok(at)
+    assert at.button(key="act_run").disabled
+    assert any("Type at least one line" in i.value for i in at.info)
+    assert [w.value for w in at.warning] == ["No inputs to run: the results below are from the last run."]
+
+
 def test_uploaded_csv_runs_its_text_column():
     at = open_app("activations")
     at.radio(key="act_source").set_value("Uploaded .txt/.csv").run()

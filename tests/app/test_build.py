@@ -91,6 +91,20 @@ def test_preset_and_too_large_config():
     assert "build_wiring_0" in charts(at)  # still drawn and counted
 
 
+def test_wiring_too_large_to_draw_is_explained_not_drawn():
+    # Reachable by a shared link or an upload (the sliders stop at 64 neurons): 8 x 1023 arrows per
+    # section took minutes to draw and froze the browser.
+    at = open_app("build", {"n_neurons": "1024", "n_neighbors": "1023", "n_dim": "16", "n_attentive_neuron_heads": "2"})
+    assert_ok(at)
+    assert any("Too large for this app" in w.value for w in at.warning)
+    assert any(i.value.startswith("Not drawn:") and "1,047,552 arrows" in i.value for i in at.info)
+    assert not any(key.startswith("build_wiring") for key in charts(at))
+    assert "config.json" in [b.label.split(" ")[0] for b in at.get("download_button")]
+    at.slider(key="build_n_neighbors").set_value(4).run()  # 4,096 arrows: drawn again
+    assert_ok(at)
+    assert edge_count(charts(at)["build_wiring_0"]) == 1024 * 4
+
+
 def test_unreachable_neurons_are_flagged():
     config = genesis.preset("tiny", n_neighbors=1)
     graph = wiring_graph(config, 1)
@@ -119,6 +133,13 @@ def test_bad_url_value_is_a_warning():
     at = open_app(None, {"n_neurons": "many"})  # the first page opened says so
     assert any("n_neurons" in w.value for w in at.warning)
     assert at.session_state["config_fields"]["n_neurons"] == 16
+
+
+def test_bad_yes_no_url_values_are_a_warning_not_a_silent_no():
+    at = open_app(None, {"n_causal": "maybe", "n_cross_attention": "perhaps", "n_trainable_routing": "yes"})
+    assert any("n_causal" in w.value and "n_cross_attention" in w.value for w in at.warning)
+    fields = at.session_state["config_fields"]
+    assert (fields["n_causal"], fields["n_cross_attention"], fields["n_trainable_routing"]) == (None, False, True)
 
 
 def test_upload_config_json():

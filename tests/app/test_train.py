@@ -90,6 +90,13 @@ def test_bad_upload_is_explained():
     assert at.button(key="train_start").disabled
 
 
+def test_a_config_that_does_not_read_text_cannot_start():
+    at = open_app("train", query={**TINY, "n_input": "bridge"})
+    assert_ok(at)
+    assert any("n_input='reading'" in e.value for e in at.error)
+    assert at.button(key="train_start").disabled
+
+
 def test_a_training_that_ends_on_another_page_is_still_published():
     at = open_app("train", query=TINY)
     start(at, "brackets", 20)
