@@ -24,6 +24,11 @@ if first_run:
     st.session_state["plotly_js_requested"] = True
     warm = st.empty()
     warm.plotly_chart(go.Figure(layout=dict(height=10)), key="plotly_js_warmup")
-st.navigation(pages).run()
+
+from pages.common import keep_page_settings  # noqa: E402 (imports torch: after the plotly.js request)
+
+page = st.navigation(pages)
+keep_page_settings(page.url_path)
+page.run()
 if first_run:
     warm.empty()

@@ -40,6 +40,32 @@ class ActiveModel:
 # -- config and URL state ---------------------------------------------------------------------
 
 
+# Page settings a user expects to find as they left them after visiting another page, by page.
+# Streamlit forgets a widget's value once a run does not draw it; assigning it to itself while its
+# page is not shown (app.py, every run) keeps it. Choices whose options depend on other settings (a
+# section, a line) are left out.
+KEPT_SETTINGS = {
+    "run": ("run_per_line", "run_temperature", "run_top_p", "run_new_tokens", "run_seed", "run_causality"),
+    "compare": (
+        *("cmp_count", "cmp_texts", "cmp_seeds", "cmp_seed_model"),
+        *(f"cmp_{slot}" for slot in range(4)),
+        *(f"cmp_url_{slot}" for slot in range(4)),
+    ),
+    "train": ("train_data", "train_block", "train_steps", "train_batch", "train_lr"),
+    "activations": ("act_source", "act_lines", "act_routing"),
+}
+
+
+def keep_page_settings(shown: str) -> None:
+    """Keep the settings of every page but the one shown (its widgets keep their own)."""
+    for page, keys in KEPT_SETTINGS.items():
+        if page == shown:
+            continue
+        for key in keys:
+            if key in st.session_state:
+                st.session_state[key] = st.session_state[key]
+
+
 def config_fields() -> dict[str, Any]:
     """The current Build config (user fields). First call of a session reads the URL."""
     if "config_fields" not in st.session_state:
