@@ -5,6 +5,7 @@ import streamlit as st
 from genesis import GenesisConfig, figures, probes
 from genesis.tokenization import TextError
 from pages.common import (
+    SOURCES,
     config_fields,
     config_figure,
     config_json,
@@ -23,7 +24,10 @@ from pages.common import (
 def architecture(config: GenesisConfig | None) -> None:
     if config is not None:
         st.plotly_chart(config_figure("architecture", config_json(config)), key="home_architecture")
-        st.caption("Generated from the current config: hover a box for its sizes; change them on Build.")
+        st.caption(
+            "Generated from the config of the model the sidebar shows: hover a box for its sizes. Change "
+            f"the config on Build and pick '{SOURCES[1]}' in the sidebar to see yours."
+        )
 
 
 source = pick_source()

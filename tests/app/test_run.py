@@ -160,6 +160,15 @@ def test_empty_and_too_long_text():
     assert "run_wiring" in charts(at)
 
 
+def test_many_lines_are_capped_with_a_warning():
+    at = open_app("run", {"text": "\n".join(f"line {i}" for i in range(500))})
+    assert_ok(at)
+    warning = next(w.value for w in at.warning if w.value.startswith("500 lines: only the first "))
+    kept = int(warning.removeprefix("500 lines: only the first ").split()[0])
+    table = next(d.value for d in at.dataframe if "route alone" in d.value.columns)
+    assert 1 < kept == len(table) < 500
+
+
 def test_classifier_probabilities():
     config = genesis.preset("classifier")
     at = open_app("run", {"text": TEXT, **{k: str(v) for k, v in config.user_dict().items()}})
