@@ -47,7 +47,7 @@ class ActiveModel:
 KEPT_SETTINGS = {
     "run": ("run_per_line", "run_temperature", "run_top_p", "run_new_tokens", "run_seed", "run_causality"),
     "compare": (
-        *("cmp_count", "cmp_texts", "cmp_seeds", "cmp_seed_model"),
+        *("cmp_count", "cmp_texts", "cmp_seeds"),
         *(f"cmp_{slot}" for slot in range(4)),
         *(f"cmp_url_{slot}" for slot in range(4)),
     ),
@@ -57,7 +57,8 @@ KEPT_SETTINGS = {
 
 
 def keep_page_settings(shown: str) -> None:
-    """Keep the settings of every page but the one shown (its widgets keep their own)."""
+    """Keep the settings of every page but the one shown (its widgets keep their own; assigning
+    one that is drawn in the same run would make Streamlit warn of a value set twice)."""
     for page, keys in KEPT_SETTINGS.items():
         if page == shown:
             continue

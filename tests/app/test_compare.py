@@ -106,6 +106,7 @@ def test_shared_url_and_uploaded_json_slots():
     [
         ("url", "http://x/build?n_dim=wide", "n_dim: must be an integer"),
         ("url", "http://x/build?n_dim=100&n_sections=3", "n_dim"),
+        ("url", "not a url", "not a link from this app"),
         ("json", b"{not json", "malformed JSON"),
         ("preset", "Preset: original", "Too large for this app"),
     ],

@@ -34,3 +34,13 @@ def test_settings_are_as_left_after_visiting_other_pages():
     at.switch_page("pages/activations.py").run()
     assert_ok(at)
     assert (at.radio(key="act_source").value, at.text_area(key="act_lines").value) == ("Typed lines", "one\ntwo")
+
+
+def test_compare_keeps_its_seeds_while_a_slot_is_unusable():
+    at = open_app("compare")
+    at.text_input(key="cmp_seeds").set_value("7, 8").run()
+    at.selectbox(key="cmp_1").set_value("Shared app URL").run()  # empty: the page stops before the seeds
+    assert any("at least two" in i.value for i in at.info)
+    at.text_input(key="cmp_url_1").set_value("http://x/build?n_dim=64").run()
+    assert_ok(at)
+    assert at.text_input(key="cmp_seeds").value == "7, 8"
