@@ -14,7 +14,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .compat import CheckpointError, config_from_original, convert_state_dict
-from .configuration import FIELDS, ConfigError, GenesisConfig, check_size
+from .configuration import FIELDS, SECTION_MODES, ConfigError, GenesisConfig, check_size
 
 if TYPE_CHECKING:  # the model code loads on first use: configs, their figures and files need none of it
     from .modeling import Genesis
@@ -70,6 +70,11 @@ def read_config(
     if unknown:
         raise LoadError(f"{name}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(FIELDS)}")
     fields = {k: v for k, v in values.items() if k in FIELDS}
+    if fields.get("n_section", "split") not in SECTION_MODES:  # a typo would silently run sequentially
+        raise LoadError(
+            f"{name}: n_section: must be 'split' or 'sequential', got {fields['n_section']!r} (the original ran "
+            "anything but 'split' one section after another: write 'sequential' for that)"
+        )
     try:
         return config_from_original(fields)
     except ConfigError as e:

@@ -23,7 +23,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration import GenesisConfig, check_size
+from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, check_size
 from .trace import Recorder, RoutingTrace
 
 DROPOUT = 0.1
@@ -32,6 +32,7 @@ STRAIGHT_THROUGH_TEMPERATURE = 0.1
 CACHE_FLOATS = 1 << 17  # batched candidate evaluation works on slices of about this many floats (512 KiB)
 GATHER_FLOATS = 1 << 16  # candidates' dendrite weights are gathered for batched ops only up to this size
 GATHERED_LISTS = 64  # gathered candidate weights kept per section (at most 64 x 256 KiB)
+PER_PASS_FIELDS = ("n_routing", "n_trainable_routing", "n_causal")  # read at every pass; the rest shape the model
 
 
 def neighbor_wiring(config: GenesisConfig) -> list[list[list[int]]]:
@@ -479,6 +480,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
     def _build(self, config: GenesisConfig) -> None:
         from .routing import ROUTERS  # routing imports this module's parts
 
+        self._built = self._structure(config)
         wiring = neighbor_wiring(config)
         router = ROUTERS[config.n_routing]
         self.input = {"reading": Reading, "bridge": Bridge, "none": lambda c: IdentityInput()}[config.n_input](config)
@@ -634,17 +636,42 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             raise ValueError("no inputs: pass token ids (or float inputs for a bridge input) as `inputs`")
         if implementation not in ("fast", "reference"):
             raise ValueError(f"implementation must be 'fast' or 'reference', got {implementation!r}")
-        router = ROUTERS["reference"] if implementation == "reference" else None
-        if router is not None and self.config.n_routing != "batch":
+        self._check_structure()
+        routing = self.config.n_routing  # read every pass: setting config.n_routing switches the routing
+        if routing not in ROUTING_MODES:
+            raise ValueError(f"config.n_routing must be one of {', '.join(map(repr, ROUTING_MODES))}, got {routing!r}")
+        if implementation == "reference" and routing != "batch":
             raise ValueError(
                 "the reference path implements batch routing; compare per-sample routing with batch-of-one runs"
             )
+        router = ROUTERS["reference" if implementation == "reference" else routing]
         recorder = Recorder(self.config.n_routing, x.shape[0]) if trace else None
         mask = self._attention_mask(attention_mask, x.shape[1], x.device)
         trainable = self.config.n_trainable_routing and torch.is_grad_enabled()
         ctx = PassContext(mask, None, recorder, trainable, router, outputs)
         h, count = self._run_sections(self.input(x), y, ctx)  # (B, T, n_dim)
         return h, count, recorder
+
+    @staticmethod
+    def _structure(config: GenesisConfig) -> tuple:
+        return tuple(getattr(config, name) for name in FIELDS if name not in PER_PASS_FIELDS)
+
+    def _check_structure(self) -> None:
+        """Refuse to run or save after a config field that shapes the built model was changed: the
+        model would run its old structure, and a saved config would rebuild another one."""
+        if self._structure(self.config) == self._built:
+            return
+        now = dict(zip((n for n in FIELDS if n not in PER_PASS_FIELDS), self._structure(self.config)))
+        built = dict(zip(now, self._built))
+        changed = next(name for name in now if now[name] != built[name])
+        raise ValueError(
+            f"config.{changed} was changed from {built[changed]!r} to {now[changed]!r} after the model was built; "
+            f"only {', '.join(PER_PASS_FIELDS)} take effect on a built model: build a new one (Genesis(config))"
+        )
+
+    def save_pretrained(self, *args, **kwargs):
+        self._check_structure()
+        return super().save_pretrained(*args, **kwargs)
 
     # -- generation ---------------------------------------------------------------------------
 

@@ -163,6 +163,8 @@ BAD_CONFIGS: list[tuple[str, bytes, str]] = [
     ("not UTF-8", b'{"n_dim": "\xff"}', "not UTF-8 text (byte 11)"),
     ("UTF-16", '{"n_dim": 32}'.encode("utf-16"), "not UTF-8 text (byte 0)"),
     ("unknown mode", b'{"n_output": "regression"}', "n_output: must be one of"),
+    ("section typo", b'{"n_section": "Split"}', "n_section: must be 'split' or 'sequential', got 'Split'"),
+    ("section null", b'{"n_section": null}', "n_section: must be 'split' or 'sequential', got None"),
     ("bad bool", b'{"n_cross_attention": "yes"}', "n_cross_attention: must be true or false"),
     ("indivisible", b'{"n_dim": 30, "n_sections": 4}', "n_dim: must be divisible by n_sections=4"),
     ("heads", b'{"n_dim": 30, "n_sections": 1, "n_attentive_neuron_heads": 4}', "n_attentive_neuron_heads: must divide"),

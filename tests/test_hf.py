@@ -81,6 +81,27 @@ def test_from_pretrained_refuses_an_invalid_config(tmp_path, make_model):
         Genesis.from_pretrained(tmp_path)
 
 
+def test_config_routing_set_after_build_takes_effect_and_saves_faithfully(tmp_path, make_model, tokens):
+    model, tokens = make_model(), tokens(4, 10, seed=5)
+    model.config.n_routing = "sample"  # as users do with Hugging Face configs
+    with torch.no_grad():
+        together = model(tokens, trace=True)
+        alone = [model(tokens[i : i + 1], trace=True).trace.sample_routes()[0] for i in range(len(tokens))]
+        assert together.trace.mode == "sample" and together.trace.sample_routes() == alone
+        model.save_pretrained(tmp_path)
+        assert torch.equal(Genesis.from_pretrained(tmp_path).eval()(tokens).logits, together.logits)
+
+
+def test_a_structural_config_change_after_build_is_refused(tmp_path, make_model, tokens):
+    model, tokens = make_model(), tokens(2, 6)
+    model.config.n_seed += 1  # the wiring was built from the old seed: a saved config would rewire it
+    with pytest.raises(ValueError, match="config.n_seed was changed .* build a new one"):
+        model(tokens)
+    with pytest.raises(ValueError, match="config.n_seed was changed"):
+        model.save_pretrained(tmp_path)
+    assert not (tmp_path / "config.json").exists()
+
+
 # -- generate -------------------------------------------------------------------------------------
 
 

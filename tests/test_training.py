@@ -114,6 +114,9 @@ def test_bad_settings_are_refused_with_the_field_named(brackets):
         TrainingConfig(steps=0)
     with pytest.raises(ValueError, match="min_lr"):
         TrainingConfig(lr=1e-3, min_lr=1e-2)
+    for name, value in (("grad_clip", -1.0), ("grad_clip", 0), ("weight_decay", -0.1), ("beta2", 2.0), ("lr", "1e-3")):
+        with pytest.raises(ValueError, match=name):  # a negative clip would flip every gradient
+            TrainingConfig(**{name: value})
     lm = Genesis(GenesisConfig(**SMALL))
     with pytest.raises(ValueError, match="n_output"):
         training.train(lm, brackets, TrainingConfig(steps=1))
