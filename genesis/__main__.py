@@ -24,7 +24,8 @@ from . import training
 from .configuration import PRESETS, ConfigError, GenesisConfig, human, preset
 from .data import DataError, load_text_file
 from .modeling import Genesis, default_device
-from .tokenization import TextError, encode_text
+from .probes import encode_for
+from .tokenization import TextError
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
@@ -97,7 +98,28 @@ def _top(distribution: list[float]) -> str:
     return f"{best} ({distribution[best]:.0%})"
 
 
+def writable_file(option: str, path: str | None) -> None:
+    """Refuse before any work a file option whose folder does not exist (the work would be lost)."""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise CommandError(f"{option}: the folder {str(Path(path).parent)!r} does not exist")
+
+
+def device_from(name: str) -> torch.device:
+    if name == "auto":
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CommandError(f"--device: {name!r} is not a device (cpu, cuda, cuda:1, auto, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device: {name!r}, but no CUDA GPU is available here")
+    return device
+
+
 def train_command(args) -> int:
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CommandError(f"--out: {args.out!r} is a file; the model is saved into a folder")
+    device = device_from(args.device)
     task = task_from_args(args)
     config = training.config_for_task(read_config(args.config), task)
     recipe = training.TrainingConfig(
@@ -113,7 +135,7 @@ def train_command(args) -> int:
         checkpoint_every=args.checkpoint_every,
     )
     torch.manual_seed(args.seed)
-    model = Genesis(config).to(default_device() if args.device == "auto" else args.device)
+    model = Genesis(config).to(device)
     print(f"training {human(model.num_parameters())} parameters on {task.describe()}", file=sys.stderr)
     if args.trainer == "hf":
         trainer = training.make_trainer(model, task, recipe, args.out)
@@ -173,8 +195,10 @@ def describe_route(trace, sample: int = 0) -> str:
 
 
 def trace_command(args) -> int:
+    writable_file("--json", args.json)
+    writable_file("--csv", args.csv)
     model, label = load_any_model(args.model)
-    ids, note = encode_text(args.text, model.config.n_pos_size)
+    ids, note = encode_for(model.config, args.text)  # refuses a model that reads floats
     if note:
         print(note, file=sys.stderr)
     trace = model.routes(torch.tensor([ids]))  # only the routing: no outputs computed

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genesis import RoutingTrace
+from genesis import Genesis, RoutingTrace, preset
 from genesis import io as gio
 from genesis.__main__ import main
 
@@ -57,8 +57,19 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert main(["trace", str(tmp_path / "missing"), "--text", "hi"]) == 2
     assert main(["train", "--config", "nope.json", "--task", "copy", "--out", str(tmp_path / "x")]) == 2
     assert main(["train", "--config", "tiny", "--text", str(tmp_path / "none.txt"), "--out", str(tmp_path / "y")]) == 2
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    (tmp_path / "a_file").write_text("x")
+    assert main(["train", "--config", "tiny", "--task", "copy", "--out", str(tmp_path / "a_file")]) == 2
+    assert main(["train", "--config", "tiny", "--task", "copy", "--device", "bogus", "--out", str(tmp_path / "z")]) == 2
+    assert main(["trace", "tiny", "--text", "hi", "--csv", str(tmp_path / "no" / "such" / "x.csv")]) == 2
+    bridge = tmp_path / "bridge"
+    Genesis(preset("tiny", n_input="bridge")).save_pretrained(bridge)
+    assert main(["trace", str(bridge), "--text", "hi"]) == 2
+    err = capsys.readouterr().err  # also save_pretrained's progress bar
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 7 and "Traceback" not in err, err
+    assert "is a file" in errors[3] and "'bogus' is not a device" in errors[4]
+    assert "does not exist" in errors[5] and "reads floats" in errors[6]
+    assert not (tmp_path / "z").exists()  # refused before any work
 
 
 def test_module_entry_point_runs():
