@@ -637,6 +637,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         if implementation not in ("fast", "reference"):
             raise ValueError(f"implementation must be 'fast' or 'reference', got {implementation!r}")
         self._check_structure()
+        self._check_inputs(x, attention_mask)
         routing = self.config.n_routing  # read every pass: setting config.n_routing switches the routing
         if routing not in ROUTING_MODES:
             raise ValueError(f"config.n_routing must be one of {', '.join(map(repr, ROUTING_MODES))}, got {routing!r}")
@@ -651,6 +652,30 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         ctx = PassContext(mask, None, recorder, trainable, router, outputs)
         h, count = self._run_sections(self.input(x), y, ctx)  # (B, T, n_dim)
         return h, count, recorder
+
+    def _check_inputs(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+        """Name what is wrong with the inputs, before a shape error deep inside says it less clearly."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"inputs must be a tensor, got {type(x).__name__}")
+        if self.config.n_input == "reading":
+            if x.dim() != 2 or x.dtype not in (torch.long, torch.int32):
+                raise ValueError(
+                    f"this model reads token ids: a (batch, length) int64 or int32 tensor, got {x.dtype} of shape "
+                    f"{tuple(x.shape)}"
+                    + (" (floats go to a model with n_input='bridge')" if x.is_floating_point() else "")
+                )
+        elif x.dim() != 3 or not x.is_floating_point() or x.shape[-1] != self.config.n_dim:
+            raise ValueError(
+                f"this model reads floats (n_input={self.config.n_input!r}): a (batch, length, {self.config.n_dim}) "
+                f"float tensor, got {x.dtype} of shape {tuple(x.shape)}"
+            )
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"empty inputs: shape {tuple(x.shape)} (need at least one sample of one position)")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(x.shape[:2]):
+            raise ValueError(
+                f"attention_mask must have the inputs' (batch, length) = {tuple(x.shape[:2])}, "
+                f"got {tuple(attention_mask.shape)}"
+            )
 
     @staticmethod
     def _structure(config: GenesisConfig) -> tuple:

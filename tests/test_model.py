@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genesis import Genesis, GenesisOutput, neighbor_wiring
+from genesis import Genesis, GenesisConfig, GenesisOutput, neighbor_wiring
 from genesis.modeling import DROPOUT, dropout
 
 
@@ -214,6 +214,22 @@ def test_bad_inputs_are_refused_with_a_message(lm_model, tokens):
         lm_model(tokens(1, 33))
     with pytest.raises(ValueError, match="implementation"):
         lm_model(tokens(1, 4), implementation="slow")
+    ids = tokens(2, 5)
+    wrong = {  # what a shape error deep inside would otherwise say less clearly
+        "1-D ids": (lambda: lm_model(ids[0]), "token ids: a \\(batch, length\\)"),
+        "floats": (lambda: lm_model(ids.float()), "n_input='bridge'"),
+        "bytes": (lambda: lm_model(ids.to(torch.uint8)), "int64 or int32"),
+        "no samples": (lambda: lm_model(ids[:0]), "empty inputs"),
+        "no positions": (lambda: lm_model.routes(ids[:, :0]), "empty inputs"),
+        "mask length": (lambda: lm_model(ids, attention_mask=torch.ones(2, 3)), "attention_mask must have"),
+    }
+    for name, (call, message) in wrong.items():
+        with pytest.raises(ValueError, match=message):
+            call()
+    bridge = Genesis(GenesisConfig(**{**lm_model.config.user_dict(), "n_input": "bridge"})).eval()
+    with pytest.raises(ValueError, match=f"a \\(batch, length, {bridge.config.n_dim}\\) float tensor"):
+        bridge(ids)
+    assert lm_model(ids.int()).logits.shape == (2, 5, 258)  # int32 ids are ids too
 
 
 def test_reference_refuses_per_sample_routing(make_model, tokens):
