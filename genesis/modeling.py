@@ -614,7 +614,8 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
     ) -> RoutingTrace:
         """The routes of a pass (the trace that `forward(..., trace=True)` gives), without its outputs:
         the sections do not fold their neurons' results back, the combiner and the head do not run.
-        In a sequential model every section but the last still computes its output (the next one's input)."""
+        In a sequential model every section but the last still computes its output (the next one's input).
+        In train mode dropout changes the voltages on every call: use .eval() for the model's own routes."""
         x = _given(inputs, input_ids, inputs_embeds)
         with torch.no_grad():
             _, _, recorder = self._pass(x, attention_mask, y, True, implementation, outputs=False)
@@ -699,6 +700,13 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         return super().save_pretrained(*args, **kwargs)
 
     # -- generation ---------------------------------------------------------------------------
+
+    def generate(self, *args, **kwargs):
+        """transformers' generate(); the model has no KV cache, so use_cache is always off."""
+        if self.config.n_output != "causal_lm":
+            raise ValueError(f"generate() needs a language model (n_output='causal_lm'), not {self.config.n_output!r}")
+        kwargs["use_cache"] = False
+        return super().generate(*args, **kwargs)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
         # No KV cache: the whole (windowed) text is run again for each new token.

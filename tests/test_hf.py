@@ -121,6 +121,14 @@ def test_greedy_generate_is_argmax_of_forward(lm_model, tokens):
     assert torch.equal(out, greedy_by_hand(lm_model, prompt, 6))
 
 
+def test_generate_refuses_a_classifier_and_ignores_use_cache(make_model, lm_model, tokens):
+    ids = tokens(1, 4)
+    with pytest.raises(ValueError, match="n_output='causal_lm'"):
+        make_model(n_output="sequence_classifier", n_outputs=2).generate(ids, max_new_tokens=2)
+    greedy = dict(max_new_tokens=3, do_sample=False)
+    assert torch.equal(lm_model.generate(ids, use_cache=True, **greedy), lm_model.generate(ids, **greedy))
+
+
 def test_generate_with_attention_mask(lm_model, tokens):
     prompt = tokens(2, 5, seed=2)
     mask = torch.ones_like(prompt)
