@@ -223,7 +223,7 @@ def test_bad_inputs_are_refused_with_a_message(lm_model, tokens):
         "no positions": (lambda: lm_model.routes(ids[:, :0]), "empty inputs"),
         "mask length": (lambda: lm_model(ids, attention_mask=torch.ones(2, 3)), "attention_mask must have"),
     }
-    for name, (call, message) in wrong.items():
+    for call, message in wrong.values():
         with pytest.raises(ValueError, match=message):
             call()
     bridge = Genesis(GenesisConfig(**{**lm_model.config.user_dict(), "n_input": "bridge"})).eval()
