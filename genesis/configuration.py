@@ -6,6 +6,7 @@ before any tensor is allocated.
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
@@ -106,6 +107,10 @@ class GenesisConfig(PreTrainedConfig):
     bos_token_id: int | None = None
 
     def __post_init__(self, **kwargs: Any):
+        for name in kwargs:  # transformers keeps unknown keywords as attributes: a typo would be ignored
+            if name.startswith("n_") and name not in FIELDS:
+                close = difflib.get_close_matches(name, FIELDS, n=1)
+                raise ConfigError(name, "is not a Genesis field" + (f" (did you mean {close[0]}?)" if close else ""))
         super().__post_init__(**kwargs)
         self.use_cache = False
         validate(self)

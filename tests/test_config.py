@@ -88,6 +88,10 @@ def test_config_error_from_preset_and_dict():
         preset("nope")
     with pytest.raises(ConfigError, match="n_neighbors"):
         GenesisConfig.from_dict({**TINY, "n_neighbors": 99})
+    with pytest.raises(ConfigError, match="n_neuron: is not a Genesis field \\(did you mean n_neurons\\?\\)"):
+        GenesisConfig(**TINY, n_neuron=8)  # a typo would otherwise build 16 neurons without a word
+    with pytest.raises(ConfigError, match="n_zzzzzz: is not a Genesis field$"):
+        GenesisConfig.from_dict({**TINY, "n_zzzzzz": 1})
 
 
 def test_model_refuses_a_config_made_invalid_after_construction():
