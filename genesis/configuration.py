@@ -288,6 +288,8 @@ def parameter_breakdown(config: GenesisConfig) -> dict[str, int]:
 def estimate_size(config: GenesisConfig, batch_size: int = 8, seq_len: int | None = None) -> SizeEstimate:
     """Parameters by part and a rough activation-memory bound (bytes, float32) for one forward."""
     validate(config)  # a config changed after construction is checked again before anything is built
+    if not _is_int(batch_size) or batch_size < 1 or not (seq_len is None or (_is_int(seq_len) and seq_len >= 1)):
+        raise ValueError(f"batch_size and seq_len must be integers >= 1, got {batch_size!r} and {seq_len!r}")
     t = config.n_pos_size if seq_len is None else seq_len
     inner = config.inner_dim
     # Per section at most every neuron fires once; each firing keeps a handful of (B, T, D) tensors,

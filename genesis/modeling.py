@@ -723,8 +723,11 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
 
 
 def _given(*inputs: torch.Tensor | None) -> torch.Tensor | None:
-    """The first input given (HF names the same thing `inputs`, `input_ids` or `inputs_embeds`)."""
-    return next((x for x in inputs if x is not None), None)
+    """The input given (HF names the same thing `inputs`, `input_ids` or `inputs_embeds`)."""
+    given = [x for x in inputs if x is not None]
+    if len(given) > 1:
+        raise ValueError("inputs, input_ids and inputs_embeds name the same input: pass only one of them")
+    return given[0] if given else None
 
 
 def default_device() -> torch.device:

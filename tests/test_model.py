@@ -230,6 +230,8 @@ def test_bad_inputs_are_refused_with_a_message(lm_model, tokens):
     with pytest.raises(ValueError, match=f"a \\(batch, length, {bridge.config.n_dim}\\) float tensor"):
         bridge(ids)
     assert lm_model(ids.int()).logits.shape == (2, 5, 258)  # int32 ids are ids too
+    with pytest.raises(ValueError, match="pass only one"):  # not silently the first of them
+        lm_model(ids, input_ids=ids[:1])
 
 
 def test_reference_refuses_per_sample_routing(make_model, tokens):

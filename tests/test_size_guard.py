@@ -110,3 +110,9 @@ def test_the_app_refuses_wiring_too_large_to_draw():
     config, message = validate_fields({**fields, "n_neighbors": 16})
     assert config is None and "16,384 arrows" in message and "n_neurons × n_neighbors" in message
     assert validate_fields({**fields, "n_neighbors": 8}) == (GenesisConfig(**{**fields, "n_neighbors": 8}), None)
+
+
+def test_size_estimate_refuses_a_batch_or_length_below_one():
+    for bad in (dict(batch_size=-5), dict(batch_size=0), dict(seq_len=0)):  # a negative estimate passed every limit
+        with pytest.raises(ValueError, match="must be integers >= 1"):
+            estimate_size(genesis.preset("tiny"), **bad)
