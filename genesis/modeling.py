@@ -226,14 +226,14 @@ class PassContext:
     y: torch.Tensor | None
     recorder: Recorder | None
     trainable: bool
-    router: Callable | None = None  # per-pass override of the section's router (the oracle, in tests)
+    router: Callable | None = None  # this pass's routing (config.n_routing, or the oracle); read by Section
     outputs: bool = True  # False: only the routes are wanted (Genesis.routes), a section may return None
 
 
 class Section(nn.Module):
-    """N neurons (the first A attentive), their wiring, and one routing function chosen at build time."""
+    """N neurons (the first A attentive) and their wiring; the pass says how they route (ctx.router)."""
 
-    def __init__(self, config: GenesisConfig, index: int, neighbors: list[list[int]], router: Callable):
+    def __init__(self, config: GenesisConfig, index: int, neighbors: list[list[int]]):
         super().__init__()
         n, d = config.n_neurons, config.inner_dim
         self.index = index
@@ -248,7 +248,6 @@ class Section(nn.Module):
         self.synapses = UnitChain(n, config.n_synapses, d)
         self.norm = nn.Parameter(torch.ones(n, d))  # each neuron's own `ln`, applied when it connects
         self.threshold = nn.Parameter(torch.full((n,), 0.5))
-        self.router = router
         self._indices: dict = {}  # candidate list -> index tensor; constants, since the wiring is fixed
         self._gathered: dict = {}  # candidate list -> gathered weights (no-grad passes), see _candidate_weights
 
@@ -319,7 +318,7 @@ class Section(nn.Module):
         return layer_norm(p, self.norm[neuron])
 
     def forward(self, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor | None, int]:
-        return (ctx.router or self.router)(self, x, ctx)
+        return ctx.router(self, x, ctx)
 
 
 def _unchanged(params: tuple[torch.Tensor, ...], held: tuple[torch.Tensor, ...], versions: tuple[int, ...]) -> bool:
@@ -481,13 +480,10 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         self.post_init()
 
     def _build(self, config: GenesisConfig) -> None:
-        from .routing import ROUTERS  # routing imports this module's parts
-
         self._built = self._structure(config)
         wiring = neighbor_wiring(config)
-        router = ROUTERS[config.n_routing]
         self.input = {"reading": Reading, "bridge": Bridge, "none": lambda c: IdentityInput()}[config.n_input](config)
-        self.sections = nn.ModuleList(Section(config, i, wiring[i], router) for i in range(config.n_sections))
+        self.sections = nn.ModuleList(Section(config, i, wiring[i]) for i in range(config.n_sections))
         if config.n_section == "split":
             width = config.inner_dim
             self.a_splits = nn.ModuleList(nn.Linear(config.n_dim, width) for _ in range(config.n_sections))
