@@ -67,6 +67,18 @@ def _causal_mask(length: int, device: torch.device) -> torch.Tensor:
     return torch.ones(length, length, dtype=torch.bool, device=device).tril().view(1, 1, length, length)
 
 
+def part(t: torch.Tensor, *index: int) -> torch.Tensor:
+    """t[i, j, ...] of a parameter, through Tensor.select.
+
+    Python indexing (`t[i]`) keeps the GIL while autograd locks the parameter's metadata; another thread
+    in a grad-enabled op can hold that lock while it waits for the GIL (torch 2.13), and both wait
+    forever. Tensor.select releases the GIL first.
+    """
+    for i in index:
+        t = t.select(0, i)
+    return t
+
+
 def _in_place(a: torch.Tensor, b: torch.Tensor | None = None) -> bool:
     """In-place ops are safe (and save an allocation) when autograd tracks neither tensor."""
     return not (a.requires_grad or (b is not None and b.requires_grad))
@@ -145,15 +157,15 @@ class UnitChain(nn.Module):
     def one(self, x: torch.Tensor, neuron: int) -> torch.Tensor:
         """Neuron `neuron`'s chain on x (..., D), unit by unit as the original computes it."""
         for k in range(self.n_units):
-            x = layer_norm(F.linear(x, self.weight[neuron, k]), self.norm[neuron, k])
+            x = layer_norm(F.linear(x, part(self.weight, neuron, k)), part(self.norm, neuron, k))
             x = _silu_dropout(x, self.training)
         return x
 
     def gather(self, index: torch.Tensor) -> CandidateChains:
         """The weights of C neurons (index (C,)) laid out for `many`."""
         count, dim = len(index), self.weight.shape[-1]
-        first = self.weight[:, 0].index_select(0, index).view(count * dim, dim) if self.n_units else None
-        rest = [self.weight[:, k].index_select(0, index).transpose(1, 2) for k in range(1, self.n_units)]
+        first = self.weight.select(1, 0).index_select(0, index).view(count * dim, dim) if self.n_units else None
+        rest = [self.weight.select(1, k).index_select(0, index).transpose(1, 2) for k in range(1, self.n_units)]
         return CandidateChains(first, rest, self.norm.index_select(0, index))  # rest: (C, in, out) each
 
     def many(self, x: torch.Tensor, chains: CandidateChains) -> torch.Tensor:
@@ -186,7 +198,7 @@ class Soma(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_neurons, dim))  # (N, D)
 
     def one(self, h: torch.Tensor, neuron: int) -> torch.Tensor:
-        return torch.sigmoid(F.linear(h.mean(dim=-2), self.weight[neuron : neuron + 1])).squeeze(-1)  # (B,)
+        return torch.sigmoid(F.linear(h.mean(dim=-2), self.weight.narrow(0, neuron, 1))).squeeze(-1)  # (B,)
 
     def many(self, h: torch.Tensor, weight: torch.Tensor, samples: int) -> torch.Tensor:
         """h (C, R*T, D) from UnitChain.many, weight (C, D, 1) -> voltages (C, R)."""
@@ -211,9 +223,9 @@ class Attention(nn.Module):
         if y is not None:  # the causal/padding mask is over x's positions; y's keys are a separate sequence
             mask = None
         b, t, d = x.shape
-        q = F.linear(x, self.q[neuron]).view(b, t, self.heads, -1).transpose(1, 2)  # (B, H, T, d)
-        k = F.linear(source, self.k[neuron]).view(b, source.shape[1], self.heads, -1).transpose(1, 2)
-        v = F.linear(source, self.v[neuron]).view(b, source.shape[1], self.heads, -1).transpose(1, 2)
+        q = F.linear(x, self.q.select(0, neuron)).view(b, t, self.heads, -1).transpose(1, 2)  # (B, H, T, d)
+        k = F.linear(source, self.k.select(0, neuron)).view(b, source.shape[1], self.heads, -1).transpose(1, 2)
+        v = F.linear(source, self.v.select(0, neuron)).view(b, source.shape[1], self.heads, -1).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, d)
         return out.transpose(1, 2).reshape(b, t, d)
 
@@ -315,7 +327,7 @@ class Section(nn.Module):
 
     def connect_norm(self, p: torch.Tensor, neuron: int) -> torch.Tensor:
         """The connecting neuron's `ln` on the candidate's result."""
-        return layer_norm(p, self.norm[neuron])
+        return layer_norm(p, self.norm.select(0, neuron))
 
     def forward(self, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor | None, int]:
         return ctx.router(self, x, ctx)

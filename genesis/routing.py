@@ -72,14 +72,16 @@ def _unit(x: torch.Tensor, weight: torch.Tensor, norm: torch.Tensor, training: b
 
 def _chain(x: torch.Tensor, chain: UnitChain, neuron: int) -> torch.Tensor:
     for k in range(chain.n_units):
-        x = _unit(x, chain.weight[neuron, k], chain.norm[neuron, k], chain.training)
+        x = _unit(
+            x, chain.weight.select(0, neuron).select(0, k), chain.norm.select(0, neuron).select(0, k), chain.training
+        )
     return x
 
 
 def literal_interact(section: Section, x: torch.Tensor, neuron: int) -> torch.Tensor:
     """Dendrite chain, then the soma: sigmoid(w · mean_t h), per sample -> (B,)."""
     h = _chain(x, section.dendrites, neuron)  # (B, T, D)
-    return torch.sigmoid(F.linear(h.mean(dim=1), section.soma.weight[neuron : neuron + 1])).squeeze(-1)
+    return torch.sigmoid(F.linear(h.mean(dim=1), section.soma.weight.narrow(0, neuron, 1))).squeeze(-1)
 
 
 def literal_fire(section: Section, x: torch.Tensor, neuron: int, ctx: PassContext | None) -> torch.Tensor:
@@ -112,7 +114,7 @@ def route_reference(section: Section, x: torch.Tensor, ctx: PassContext) -> tupl
         voltages = [literal_interact(section, x, c) for c in candidates]  # each (B,)
         means = torch.stack([v.mean() for v in voltages])
         best = int(means.argmax())  # first maximum: the earlier neighbor wins a tie
-        chosen, threshold = candidates[best], section.threshold[candidates[best]]
+        chosen, threshold = candidates[best], section.threshold.select(0, candidates[best])
         passed = (voltages[best] > threshold) & alive  # a stopped sample stays stopped (SPEC flaw 7)
         hops.append(
             Hop(
@@ -129,7 +131,7 @@ def route_reference(section: Section, x: torch.Tensor, ctx: PassContext) -> tupl
             return x
         keep = passed[:, None, None]
         m = x * keep  # (B, T, D), non-passing rows zeroed
-        contribution = F.layer_norm(fire(chosen, m, passed, None), (m.shape[-1],), section.norm[neuron])
+        contribution = F.layer_norm(fire(chosen, m, passed, None), (m.shape[-1],), section.norm.select(0, neuron))
         if ctx.trainable:
             contribution = contribution * straight_through(voltages[best], threshold)[:, None, None]
         return torch.where(keep, m + contribution, x)
@@ -201,7 +203,7 @@ def _start_gate(ctx: PassContext, voltages: torch.Tensor) -> torch.Tensor | None
 def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[torch.Tensor | None, int]:
     """The original's routing (choice by batch mean), computing only the rows still alive."""
     batch, recording = x.shape[0], ctx.recorder is not None
-    thresholds = section.threshold.tolist()  # decisions in Python: fewer tiny tensor ops per hop
+    thresholds = section.threshold.detach().tolist()  # decisions in Python: fewer tiny tensor ops per hop
     candidates = start_candidates(section)
     voltages = _voltages(section, x, candidates, ctx)  # (C, B)
     means = voltages.mean(dim=1).tolist()
@@ -230,7 +232,9 @@ def route_batch(section: Section, x: torch.Tensor, ctx: PassContext) -> tuple[to
             break
         if index is not None and len(index) == live.shape[1]:
             index = None  # every alive row passes: no gathers
-        gate = straight_through(_select(live[best], index), section.threshold[chosen]) if ctx.trainable else None
+        gate = (
+            straight_through(_select(live[best], index), section.threshold.select(0, chosen)) if ctx.trainable else None
+        )
         fired_x = section.fire(_select(step.x, index), chosen, None)
         steps.append(_Step(chosen, fired_x, _select(step.rows, index), index, gate))
         order.append(chosen)

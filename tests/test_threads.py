@@ -94,3 +94,32 @@ def test_threads_mixing_implementations_and_gradients(make_model):
 
     failures = run_together([check(i) for i in range(len(inputs))])
     assert not failures, failures[:3]
+
+
+class ParameterIndexing(torch.overrides.TorchFunctionMode):
+    """Records Python indexing (`p[i]`) and `tolist()` of parameters: both keep the GIL while autograd
+    locks the parameter, which deadlocks against a grad-enabled op in another thread (torch 2.13: that
+    op holds the lock and waits for the GIL). The passes must use Tensor.select and friends instead."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.__getitem__, torch.Tensor.tolist) and isinstance(args[0], torch.nn.Parameter):
+            self.calls.append(f"{func.__name__} of a {tuple(args[0].shape)} parameter")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("routing", ["batch", "sample"])
+@pytest.mark.parametrize("grad", [False, True])
+def test_passes_never_index_parameters_holding_the_gil(make_model, routing, grad):
+    model = make_model(n_routing=routing, n_trainable_routing=True, n_cross_attention=False)
+    inputs = torch.randint(0, 256, (3, 7), generator=torch.Generator().manual_seed(0))
+    implementations = ["fast", "reference"] if routing == "batch" else ["fast"]
+    with ParameterIndexing() as seen, torch.set_grad_enabled(grad):
+        for implementation in implementations:
+            out = model(inputs, labels=inputs, trace=True, implementation=implementation)
+            assert out.neuron_activation_count > 1  # the route hopped: hop code ran too
+        model.routes(inputs)
+    assert not seen.calls, sorted(set(seen.calls))
