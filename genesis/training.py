@@ -431,6 +431,17 @@ class TrainingResult:
     def best_val_loss(self) -> float | None:
         return min((e.val_loss for e in self.evaluations), default=None)
 
+    def __repr__(self) -> str:  # the generated one printed every event: thousands of lines in a notebook
+        def loss(value: float | None) -> str:
+            return "None" if value is None else f"{value:.4f}"
+
+        return (
+            f"TrainingResult(task={self.task!r}, steps_done={self.steps_done}, stop_reason={self.stop_reason!r}, "
+            f"final_train_loss={loss(self.final_train_loss)}, final_val_loss={loss(self.final_val_loss)}, "
+            f"best_val_loss={loss(self.best_val_loss)}, seconds={self.seconds:.1f}, tokens={self.tokens}, "
+            f"events={len(self.events)})"
+        )
+
     def summary(self) -> dict[str, Any]:
         """The numbers worth keeping with a model (training.json), without the per-step events."""
         last = self.evaluations[-1] if self.evaluations else None

@@ -157,6 +157,9 @@ def test_should_stop_ends_the_run_between_steps(brackets):
     result = training.train(model, brackets, TrainingConfig(steps=50, batch_size=8, eval_batches=1), None, after_three)
     assert result.stop_reason == "stopped" and result.steps_done == 3
     assert [e.step for e in result.evaluations] == [0, 3]  # the stopped model is evaluated as it is
+    shown = repr(result)  # a summary line, not every event
+    assert shown.startswith("TrainingResult(") and "\n" not in shown and len(shown) < 400
+    assert "steps_done=3" in shown and "stop_reason='stopped'" in shown and f"{result.final_val_loss:.4f}" in shown
 
 
 def test_early_stop_counts_evaluations_without_progress():
