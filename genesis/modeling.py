@@ -468,6 +468,26 @@ class GenesisPreTrainedModel(PreTrainedModel):
     _supports_cache_class = False
     _is_stateful = False
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any):
+        """transformers' loader, refusing what it only logs: missing weights (left as uninitialised
+        memory: reset_parameters initialises whole models, not single tensors), unexpected or
+        mis-shaped ones, and NaN or infinite values (genesis.io refuses the same)."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        problems = (
+            [f"missing {k}" for k in sorted(info.get("missing_keys", ()))]
+            + [f"unexpected {k}" for k in sorted(info.get("unexpected_keys", ()))]
+            + [f"mis-shaped {k[0] if isinstance(k, tuple) else k}" for k in info.get("mismatched_keys", ())]
+        )
+        if problems:
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise ValueError(f"the checkpoint does not fit the config: {'; '.join(problems[:5])}{more}")
+        for name, p in model.named_parameters():
+            if p.device.type != "meta" and not torch.isfinite(p).all():
+                raise ValueError(f"the checkpoint's {name} contains NaN or infinite values")
+        return (model, info) if wants_info else model
+
     def _init_weights(self, module: nn.Module) -> None:
         # Initialisation is done once for the whole model, deterministically, in reset_parameters().
         # But from_pretrained re-creates non-persistent buffers as empty memory and expects them

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from genesis import Genesis, GenesisConfig
@@ -79,6 +80,36 @@ def test_from_pretrained_refuses_an_invalid_config(tmp_path, make_model):
     (tmp_path / "config.json").write_text(json.dumps({**saved, "n_neighbors": 50}))
     with pytest.raises(ValueError, match="n_neighbors"):
         Genesis.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("drop", "does not fit the config: missing sections.0.threshold"),
+        ("nan", "sections.0.threshold contains NaN or infinite values"),
+        ("extra", "does not fit the config: unexpected stray.weight"),
+    ],
+)
+def test_from_pretrained_refuses_incomplete_or_broken_weights(tmp_path, make_model, damage, message):
+    """transformers only logs these; a missing tensor would be left as uninitialised memory."""
+    make_model().save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    if damage == "drop":
+        del tensors["sections.0.threshold"]
+    elif damage == "nan":
+        tensors["sections.0.threshold"][0] = float("nan")
+    else:
+        tensors["stray.weight"] = torch.zeros(2)
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    for loader in (Genesis.from_pretrained, AutoModelForCausalLM.from_pretrained):
+        with pytest.raises(ValueError, match=message):
+            loader(tmp_path)
+
+
+def test_from_pretrained_keeps_its_loading_info(tmp_path, make_model):
+    make_model().save_pretrained(tmp_path)
+    model, info = Genesis.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(model) is Genesis and not info["missing_keys"] and not info["unexpected_keys"]
 
 
 def test_config_routing_set_after_build_takes_effect_and_saves_faithfully(tmp_path, make_model, tokens):
