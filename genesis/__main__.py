@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 
 from . import io as gio
 from . import training
-from .configuration import PRESETS, ConfigError, GenesisConfig, human, preset
+from .configuration import PRESETS, ConfigError, GenesisConfig, SizeError, check_size, human, preset
 from .data import DataError, load_text_file
 from .modeling import Genesis, default_device
 from .probes import encode_for
@@ -99,9 +100,39 @@ def _top(distribution: list[float]) -> str:
 
 
 def writable_file(option: str, path: str | None) -> None:
-    """Refuse before any work a file option whose folder does not exist (the work would be lost)."""
-    if path is not None and not Path(path).resolve().parent.is_dir():
+    """Refuse before any work a file option that cannot be written (the work would be lost)."""
+    if path is None:
+        return
+    folder = Path(path).resolve().parent
+    if not path.strip() or Path(path).is_dir():
+        raise CommandError(f"{option}: {path!r} is not a file name")
+    if not folder.is_dir():
         raise CommandError(f"{option}: the folder {str(Path(path).parent)!r} does not exist")
+    if not os.access(folder, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise CommandError(f"{option}: {path!r} is not writable here")
+
+
+def output_folder(option: str, path: str) -> Path:
+    """Create the folder a model is saved into before the work starts: a bad one is refused at once."""
+    folder = Path(path)
+    if not path.strip():
+        raise CommandError(f"{option}: empty; give the folder to save the model into")
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"{option}: {path!r} is a file; the model is saved into a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CommandError(f"{option}: cannot create the folder {path!r} ({e.strerror or e})") from None
+    if not os.access(folder, os.W_OK):
+        raise CommandError(f"{option}: the folder {path!r} is not writable")
+    return folder
+
+
+def write_text(option: str, path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as e:
+        raise CommandError(f"{option}: could not write {path!r} ({e.strerror or e})") from None
 
 
 def device_from(name: str) -> torch.device:
@@ -113,15 +144,22 @@ def device_from(name: str) -> torch.device:
         raise CommandError(f"--device: {name!r} is not a device (cpu, cuda, cuda:1, auto, ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CommandError(f"--device: {name!r}, but no CUDA GPU is available here")
+    if device.type not in ("cpu", "cuda") and not (device.type == "mps" and torch.backends.mps.is_available()):
+        raise CommandError(f"--device: {name!r} is not available here (cpu, cuda, cuda:1, auto)")
     return device
 
 
 def train_command(args) -> int:
-    if Path(args.out).exists() and not Path(args.out).is_dir():
+    if args.out.strip() and Path(args.out).exists() and not Path(args.out).is_dir():
         raise CommandError(f"--out: {args.out!r} is a file; the model is saved into a folder")
     device = device_from(args.device)
     task = task_from_args(args)
     config = training.config_for_task(read_config(args.config), task)
+    try:
+        check_size(config, batch_size=args.batch, seq_len=task.seq_len)
+    except SizeError as e:
+        raise CommandError(f"--batch {args.batch}: {e}") from None
+    output_folder("--out", args.out)
     recipe = training.TrainingConfig(
         steps=args.steps,
         batch_size=args.batch,
@@ -159,11 +197,18 @@ def train_command(args) -> int:
         signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
+    if result.stop_reason == training.DIVERGED:
+        print(f"error: {training.diverged_message(result)} (nothing saved to {args.out})", file=sys.stderr)
+        return 1
     print(
-        f"{result.stop_reason} after {result.steps_done} steps in {result.seconds:.0f} s: "
+        f"{result.stop_reason} after {plural(result.steps_done, 'step')} in {result.seconds:.0f} s: "
         f"train loss {result.final_train_loss:.4f}, val loss {result.final_val_loss:.4f}; saved to {args.out}"
     )
     return 0
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 # -- trace ----------------------------------------------------------------------------------------
@@ -202,14 +247,24 @@ def trace_command(args) -> int:
     if note:
         print(note, file=sys.stderr)
     trace = model.routes(torch.tensor([ids]))  # only the routing: no outputs computed
+    files = {}  # made first, then written: a failing table does not leave half the output behind
     if args.json:
-        Path(args.json).write_text(json.dumps(trace.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
+        files[("--json", args.json)] = json.dumps(trace.to_dict(), indent=2) + "\n"
     if args.csv:
-        trace.to_frame(args.table).to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
+        files[("--csv", args.csv)] = trace.to_frame(args.table).to_csv(index=False)
+    written: list[str] = []
+    for (option, path), text in files.items():
+        try:
+            write_text(option, path, text)
+        except CommandError:
+            for done in written:  # all or nothing
+                Path(done).unlink(missing_ok=True)
+            raise
+        written.append(path)
+    for path in written:
+        print(f"wrote {path}")
     if not args.json and not args.csv:
-        print(f"{label}, {len(ids)} tokens, {trace.count} neurons fired")
+        print(f"{label}, {plural(len(ids), 'token')}, {plural(trace.count, 'neuron')} fired")
         print(describe_route(trace))
     return 0
 
@@ -218,6 +273,7 @@ def trace_command(args) -> int:
 
 
 def demo_command(args) -> int:
+    output_folder("--out", args.out)
     callback, bar = _progress(args.steps)
     try:
         _, info = training.build_demo(args.out, args.steps, callback)
@@ -230,6 +286,25 @@ def demo_command(args) -> int:
 
 # -- parser ---------------------------------------------------------------------------------------
 
+MAX_EXAMPLES = 1_000_000  # a synthetic task is built in memory, one Python string per example
+
+
+def whole(low: int, high: int = 2**63 - 1):
+    """An argparse type: an integer in [low, high], or a one-line usage error saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:,}, got {value:,}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,}, got {value:,}")
+        return value
+
+    return parse
+
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m genesis", description=__doc__.split("\n\n")[0])
@@ -241,17 +316,17 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--task", choices=[*training.gdata.TASKS, *training.gdata.LM_TASKS], help="a synthetic task")
     data.add_argument("--corpus", choices=[training.CORPUS], help="the standard library's docstrings")
     data.add_argument("--text", help="a UTF-8 .txt file to learn as a byte-level LM")
-    t.add_argument("--steps", type=int, default=500)
-    t.add_argument("--batch", type=int, default=12)
+    t.add_argument("--steps", type=whole(1), default=500)
+    t.add_argument("--batch", type=whole(1), default=12)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--warmup", type=int, default=50)
-    t.add_argument("--block", type=int, default=64, help="window length for text")
-    t.add_argument("--examples", type=int, default=4000, help="synthetic task size")
-    t.add_argument("--seq-len", type=int, default=24, help="synthetic task sequence length")
-    t.add_argument("--eval-every", type=int, default=None)
-    t.add_argument("--patience", type=int, default=None, help="early stop after N evaluations without progress")
-    t.add_argument("--checkpoint-every", type=int, default=None)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--warmup", type=whole(0), default=50)
+    t.add_argument("--block", type=whole(1), default=64, help="window length for text")
+    t.add_argument("--examples", type=whole(2, MAX_EXAMPLES), default=4000, help="synthetic task size")
+    t.add_argument("--seq-len", type=whole(1), default=24, help="synthetic task sequence length")
+    t.add_argument("--eval-every", type=whole(1), default=None)
+    t.add_argument("--patience", type=whole(1), default=None, help="early stop after N evaluations without progress")
+    t.add_argument("--checkpoint-every", type=whole(1), default=None)
+    t.add_argument("--seed", type=whole(0), default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--trainer", choices=["loop", "hf"], default="loop", help="hf: transformers.Trainer (torchrun/DDP)")
     t.add_argument("--out", required=True, help="output folder")
@@ -267,7 +342,7 @@ def parser() -> argparse.ArgumentParser:
 
     d = commands.add_parser("demo", help="retrain the demo model in assets/demo")
     d.add_argument("--out", default=str(DEMO_DIR))
-    d.add_argument("--steps", type=int, default=training.demo_recipe()[1].steps)
+    d.add_argument("--steps", type=whole(1), default=training.demo_recipe()[1].steps)
     d.set_defaults(run=demo_command)
     return root
 

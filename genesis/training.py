@@ -74,8 +74,8 @@ class TrainingConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         for name in ("lr", "min_lr", "weight_decay", "beta2", "val_fraction"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-                raise ValueError(f"{name} must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:
@@ -86,8 +86,9 @@ class TrainingConfig:
             raise ValueError(f"grad_clip must be None (no clipping) or > 0, got {self.grad_clip!r}")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
-        if self.warmup < 0 or self.snapshot_samples < 0:
-            raise ValueError("warmup and snapshot_samples must be >= 0")
+        for name in ("warmup", "snapshot_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         for name in ("early_stop_patience", "checkpoint_every"):
@@ -408,7 +409,7 @@ class TrainingResult:
     config: dict[str, Any]
     events: list[TrainingEvent] = field(default_factory=list)
     steps_done: int = 0
-    stop_reason: str = "completed"  # "completed", "early stop" or "stopped"
+    stop_reason: str = "completed"  # "completed", "early stop", "stopped" or DIVERGED
     seconds: float = 0.0
     tokens: int = 0
 
@@ -530,6 +531,9 @@ class _Evaluator:
         return self.early_stop.update(event.val_loss)
 
 
+DIVERGED = "diverged"  # a loss became NaN or infinite (learning rate too high?)
+
+
 def train(
     model: torch.nn.Module,
     data: Any,
@@ -538,6 +542,9 @@ def train(
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainingResult:
     """Train `model` in place on `data` (see `as_task`) and return what happened; the model ends in eval mode.
+
+    A loss that becomes NaN or infinite stops the run (stop_reason DIVERGED) and the final model is
+    not saved to config.output_dir.
 
     Seeds torch's global generator with config.seed (dropout), so a run is reproducible on one machine.
     """
@@ -581,6 +588,9 @@ def train(
             early_stop = evaluator(event)
         event.elapsed = time.perf_counter() - began
         report(event)
+        if not all(math.isfinite(v) for v in (loss, event.val_loss or 0.0)):
+            result.stop_reason = DIVERGED  # the weights are ruined: stop, and do not save them
+            break
         if config.output_dir and config.checkpoint_every and step % config.checkpoint_every == 0:
             save_checkpoint(model, Path(config.output_dir) / f"checkpoint-{step}", result.summary())
         if early_stop:
@@ -595,9 +605,16 @@ def train(
         report(event)
     model.eval()
     result.seconds = time.perf_counter() - began
-    if config.output_dir:
+    if config.output_dir and result.stop_reason != DIVERGED:
         save_checkpoint(model, config.output_dir, result.summary())
     return result
+
+
+def diverged_message(result: TrainingResult) -> str:
+    return (
+        f"the loss became NaN or infinite at step {result.steps_done} (lr {result.config.get('lr')}): "
+        "the weights are ruined, so the model was not kept; try a lower learning rate"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,6 +680,8 @@ class TrainingJob:
             self.waiting = False
         try:
             self.result = train(self.model, self.data, self.config, self._record, self._stop.is_set)
+            if self.result.stop_reason == DIVERGED:
+                self.error = diverged_message(self.result)
         except Exception as e:  # noqa: BLE001 - shown to the user instead of dying silently in a thread
             self.error = f"{type(e).__name__}: {e}"
             self.model.eval()

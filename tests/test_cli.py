@@ -82,3 +82,47 @@ def test_module_entry_point_runs():
     )
     assert done.returncode == 0, done.stderr
     assert "untrained 'tiny' model" in done.stdout
+
+
+def test_outputs_are_checked_before_the_work(tmp_path, capsys):
+    """A folder or file that cannot be written is refused at once, not after training."""
+    (tmp_path / "a_file").write_text("x")
+    train = ["train", "--config", "tiny", "--task", "copy", "--steps", "2", "--examples", "40"]
+    assert main([*train, "--out", str(tmp_path / "a_file" / "sub")]) == 2
+    assert main([*train, "--out", ""]) == 2
+    assert main(["demo", "--steps", "1", "--out", str(tmp_path / "a_file")]) == 2
+    assert main([*train, "--batch", "1000000", "--out", str(tmp_path / "big")]) == 2
+    assert main(["trace", "tiny", "--text", "hi", "--json", str(tmp_path)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 5, errors
+    assert "cannot create the folder" in errors[0] and "empty" in errors[1] and "is a file" in errors[2]
+    assert errors[3].startswith("error: --batch 1000000:") and "is not a file name" in errors[4]
+    assert not (tmp_path / "big").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a folder that refuses new files (/proc)")
+def test_trace_writes_all_of_its_files_or_none(tmp_path, capsys):
+    json_path = tmp_path / "trace.json"
+    assert main(["trace", "tiny", "--text", "hi", "--json", str(json_path), "--csv", "/proc/route.csv"]) == 2
+    assert "could not write '/proc/route.csv'" in capsys.readouterr().err
+    assert not json_path.exists()
+
+
+def test_numbers_out_of_range_are_usage_errors(capsys):
+    for option, value, message in [
+        ("--examples", "99999999999999", "must be at most 1,000,000"),
+        ("--eval-every", "0", "must be at least 1"),
+        ("--seed", "1e3", "'1e3' is not a whole number"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            main(["train", "--task", "copy", option, value, "--out", "unused"])
+        assert stop.value.code == 2
+        assert f"argument {option}: {message}" in capsys.readouterr().err
+
+
+def test_a_diverging_run_exits_with_an_error_and_saves_nothing(tmp_path, capsys):
+    out = tmp_path / "diverged"
+    code = main(["train", "--config", "tiny", "--task", "copy", "--steps", "5", "--examples", "40", "--batch", "4",
+                 "--lr", "1e30", "--warmup", "0", "--out", str(out)])  # fmt: skip
+    assert code == 1 and not (out / "model.safetensors").exists()
+    assert "NaN or infinite" in capsys.readouterr().err

@@ -5,6 +5,7 @@ and the Hugging Face Trainer path in one process (DDP has its own test)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -247,3 +248,21 @@ def test_figures_draw_the_run(trained_classifier):
     classes = class_firing_figure(snapshots[-1])
     assert [trace.name for trace in classes.data] == ["unbalanced", "balanced"] and len(classes.data[0].y) == 16
     assert all(fig.layout.uirevision for fig in (loss, firing, starts, classes))
+
+
+def test_a_diverging_run_stops_and_is_not_saved(brackets, tmp_path):
+    """A loss that turns NaN ruins the weights: the run stops there, and neither train() nor the app's
+    job hands the model on as trained."""
+    recipe = TrainingConfig(steps=20, batch_size=8, lr=1e30, min_lr=0.0, eval_batches=1, output_dir=str(tmp_path))
+    result = training.train(small_model(brackets), brackets, recipe)
+    assert result.stop_reason == training.DIVERGED and result.steps_done < 20
+    assert not math.isfinite(result.events[-1].train_loss)
+    assert not (tmp_path / "model.safetensors").exists()
+    job = training.TrainingJob(small_model(brackets), brackets, replace(recipe, output_dir=None)).start()
+    assert job.wait(60) and "NaN or infinite" in job.error and "lower learning rate" in job.error
+
+
+@pytest.mark.parametrize("field, value", [("lr", float("inf")), ("lr", float("nan")), ("min_lr", float("-inf"))])
+def test_training_config_refuses_non_finite_rates(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a finite number"):
+        TrainingConfig(**{field: value})
