@@ -13,6 +13,7 @@ import functools
 import math
 import operator
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -737,6 +738,14 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         if self.config.n_output != "causal_lm":
             raise ValueError(f"generate() needs a language model (n_output='causal_lm'), not {self.config.n_output!r}")
         kwargs["use_cache"] = False
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and not bool(mask.all()):
+            warnings.warn(
+                "the attention mask pads some prompts: in Genesis padding changes routes and outputs (somas average "
+                "over every position, pads included, and positions count from the first column); generate "
+                "prompts of different lengths one at a time for the tokens each gives alone",
+                stacklevel=2,
+            )
         return super().generate(*args, **kwargs)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):

@@ -167,6 +167,18 @@ def test_generate_with_attention_mask(lm_model, tokens):
     assert torch.equal(out, greedy_by_hand(lm_model, prompt, 4))
 
 
+def test_generate_warns_when_the_mask_pads(lm_model, tokens):
+    """Padding is not neutral in Genesis (somas average over pads too): say so rather than differ silently."""
+    prompt = tokens(2, 5, seed=2)
+    mask = torch.ones_like(prompt)
+    mask[0, :2] = 0  # left padding of the first prompt
+    with pytest.warns(UserWarning, match="padding changes routes and outputs"):
+        lm_model.generate(prompt, attention_mask=mask, max_new_tokens=2, do_sample=False, pad_token_id=PAD)
+    alone = lm_model(prompt[:1, 2:]).logits[0, -1]
+    padded = lm_model(prompt, attention_mask=mask).logits[0, -1]
+    assert not torch.allclose(alone, padded)  # what the warning is about
+
+
 def test_eos_stops_generation(lm_model, tokens):
     prompt = tokens(1, 5, seed=1)
     free = lm_model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=PAD)[0, 5:].tolist()
