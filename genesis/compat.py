@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .configuration import FIELDS, ConfigError, GenesisConfig
+from .configuration import FIELDS, ConfigError, GenesisConfig, estimate_size, human
 
 if TYPE_CHECKING:  # the model code loads on first use: configs, their figures and files need none of it
     from .modeling import Genesis
@@ -114,10 +114,24 @@ _INDEXER_ALIAS = re.compile(r"^sections\.(\d+)\.indexer\.neurons\.")
 
 
 def from_original(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> Genesis:
-    """A model (in eval mode) from the original's config.json dict and state dict."""
+    """A model (in eval mode) from the original's config.json dict and state dict.
+
+    No size limit (the state dict is in memory already), but a config that needs more parameters than
+    the state dict holds is refused before the model is built: it cannot be the checkpoint's config.
+    """
     from .modeling import Genesis
 
-    model = Genesis(config_from_original(config), max_parameters=None, max_activation_bytes=None)
+    cfg = config_from_original(config)
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"the state dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
+    held = {id(t): t.numel() for t in state_dict.values() if isinstance(t, torch.Tensor)}  # aliases once
+    needed = estimate_size(cfg, batch_size=1).total
+    if needed > sum(held.values()):
+        raise CheckpointError(
+            f"the config needs {human(needed)} parameters but the state dict holds {human(sum(held.values()))}: "
+            "it was not saved with this config"
+        )
+    model = Genesis(cfg, max_parameters=None, max_activation_bytes=None)
     model.load_state_dict(convert_state_dict(state_dict, model))
     return model.eval()
 
@@ -132,7 +146,12 @@ def config_to_original(config: GenesisConfig) -> dict[str, Any]:
 
 
 def to_original(model: Genesis) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """This model as the original's config.json dict and per-neuron state dict."""
+    """This model as the original's config.json dict and per-neuron state dict.
+
+    Only the original's fields are kept: n_causal, n_routing and n_trainable_routing are this
+    project's options, and from_original gives them their defaults.
+    """
+    model._check_structure()  # a field changed after build (n_seed: another wiring) would not round-trip
     config = config_to_original(model.config)
     ours = model.state_dict()
     state = {key: ours[name][index].clone() for key, name, index in original_layout(model)}

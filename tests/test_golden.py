@@ -183,3 +183,21 @@ def test_any_model_round_trips_through_the_originals_layout(make_model, tokens):
     assert "sections.0.neurons.2.axon.to_q.weight" not in state  # only the attentive neurons attend
     assert state["sections.0.neurons.3.soma.fc_out.weight"].shape == (1, 16)
     assert state["sections.0.neurons.3.n_threshold"].shape == ()
+
+
+def test_a_config_larger_than_its_state_dict_is_refused_before_building(split_case):
+    """from_original lifts the size limit (the weights are in memory already); a config that cannot be
+    the checkpoint's must not make it allocate a model of tens of GB first."""
+    case, state, _ = split_case
+    huge = {**case["config"], "n_dim": 3072, "n_neurons": 256}
+    with pytest.raises(CheckpointError, match="the config needs .* parameters but the state dict holds"):
+        from_original(huge, state)
+    with pytest.raises(CheckpointError, match="must be a mapping"):
+        from_original(case["config"], None)
+
+
+def test_to_original_refuses_a_config_changed_after_build(make_model):
+    model = make_model()
+    model.config.n_seed += 1  # another wiring: the round trip would give other routes
+    with pytest.raises(ValueError, match="n_seed was changed"):
+        to_original(model)
