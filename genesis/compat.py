@@ -68,6 +68,7 @@ def convert_state_dict(original: Mapping[str, torch.Tensor], model: Genesis) -> 
     """Original keys -> this model's state dict. Missing, unexpected or mis-shaped keys raise
     CheckpointError naming them (with the original's key names)."""
     ours = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    _check_tensors(original)
     given, problems = _resolve_indexer_aliases(original)
     for key, name, index in original_layout(model):
         value = given.pop(key, None)
@@ -85,6 +86,23 @@ def convert_state_dict(original: Mapping[str, torch.Tensor], model: Genesis) -> 
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
         raise CheckpointError(f"the state dict does not fit the config: {shown}")
     return ours
+
+
+def _check_tensors(original: Mapping[str, torch.Tensor]) -> None:
+    """Names are strings and values finite real float tensors with data: nothing is cast silently."""
+    if not isinstance(original, Mapping):
+        raise CheckpointError(f"the state dict must be a mapping of names to tensors, got {type(original).__name__}")
+    for key, value in original.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"state dict key {key!r} is not a string")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{key}: a {type(value).__name__}, not a tensor")
+        if not value.is_floating_point() or value.is_complex():
+            raise CheckpointError(f"{key}: dtype {value.dtype}; weights must be real floats")
+        if value.is_meta:
+            raise CheckpointError(f"{key}: a meta tensor (no data)")
+        if not torch.isfinite(value).all():
+            raise CheckpointError(f"{key}: contains NaN or infinite values")
 
 
 def _squeezed(shape: torch.Size) -> list[int]:
@@ -122,9 +140,8 @@ def from_original(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tens
     from .modeling import Genesis
 
     cfg = config_from_original(config)
-    if not isinstance(state_dict, Mapping):
-        raise CheckpointError(f"the state dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
-    held = {id(t): t.numel() for t in state_dict.values() if isinstance(t, torch.Tensor)}  # aliases once
+    _check_tensors(state_dict)
+    held = {id(t): t.numel() for t in state_dict.values()}  # aliases once
     needed = estimate_size(cfg, batch_size=1).total
     if needed > sum(held.values()):
         raise CheckpointError(

@@ -207,12 +207,22 @@ def load_model(
 def load_folder(folder: str | Path, **size_limits: Any) -> Genesis:
     """A folder written by save_pretrained (config.json + model.safetensors)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise LoadError(f"{folder}: not a folder")
     if not (folder / "model.safetensors").exists():
         pickles = sorted(p.name for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
         if pickles:
             raise LoadError(
                 f"{folder.name}: only pickle checkpoint(s) found ({', '.join(pickles)}); refused, use safetensors"
             )
+        if (folder / "model.safetensors.index.json").exists():
+            raise LoadError(
+                f"{folder.name}: a sharded checkpoint; load it with Genesis.from_pretrained, or save it in one file "
+                "(save_pretrained without max_shard_size)"
+            )
+    for name in ("config.json", "model.safetensors"):
+        if not (folder / name).is_file():
+            raise LoadError(f"{folder.name}: no {name} here (a model folder holds config.json and model.safetensors)")
     return load_model(folder / "config.json", folder / "model.safetensors", **size_limits)
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import math
 import operator
+import os
 import random
 import warnings
 from collections.abc import Callable
@@ -426,8 +427,21 @@ class SequenceClassifier(nn.Module):
             if single:
                 loss = F.binary_cross_entropy(outputs.squeeze(-1), labels.to(outputs.dtype).view(-1))
             else:
-                loss = F.cross_entropy(logits, labels.view(-1).long())
+                loss = F.cross_entropy(logits, _class_indices(labels, logits.shape[-1]))
         return outputs, logits, loss
+
+
+def _class_indices(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """Labels as class indices in [0, classes) (-100: ignored, as transformers does); nothing is truncated."""
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels of a {classes}-class classifier must be integer class indices, got {labels.dtype}")
+    labels = labels.view(-1).long()
+    wrong = (labels != -100) & ((labels < 0) | (labels >= classes))
+    if bool(wrong.any()):
+        raise ValueError(
+            f"labels must be class indices in [0, {classes}) (n_outputs={classes}), got {int(labels[wrong][0])}"
+        )
+    return labels
 
 
 class BridgeOutput(Bridge):
@@ -475,6 +489,10 @@ class GenesisPreTrainedModel(PreTrainedModel):
         memory: reset_parameters initialises whole models, not single tensors), unexpected or
         mis-shaped ones, and NaN or infinite values (genesis.io refuses the same)."""
         wants_info = kwargs.pop("output_loading_info", False)
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        if kwargs.get("config") is None and isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+            if not os.path.isfile(os.path.join(source, "config.json")):  # it would build the full-size default
+                raise ValueError(f"{source}: no config.json here (a model folder holds config.json and the weights)")
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         problems = (
             [f"missing {k}" for k in sorted(info.get("missing_keys", ()))]

@@ -127,6 +127,23 @@ def test_folders_with_pickles_are_refused(tmp_path, files):
     assert not marker.exists()
 
 
+def test_incomplete_folders_say_what_is_missing(tmp_path, model):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(gio.LoadError, match="empty: no config.json here"):
+        gio.load_folder(empty)
+    with pytest.raises(ValueError, match="no config.json here"):  # it built the full-size default model
+        genesis.Genesis.from_pretrained(empty)
+    with pytest.raises(gio.LoadError, match="not a folder"):
+        gio.load_folder(tmp_path / "nowhere")
+    sharded = tmp_path / "sharded"
+    model.save_pretrained(sharded, max_shard_size="10KB")
+    assert not (sharded / "model.safetensors").exists()
+    with pytest.raises(gio.LoadError, match="sharded checkpoint; load it with Genesis.from_pretrained"):
+        gio.load_folder(sharded)
+    assert torch.equal(genesis.Genesis.from_pretrained(sharded).output.lm_head.bias, model.output.lm_head.bias)
+
+
 def test_hugging_face_loading_of_a_pickle_runs_no_code(tmp_path, files):
     """Not our loader, but a user may call from_pretrained on a .bin folder: torch's weights-only
     unpickler must refuse the payload."""

@@ -196,6 +196,25 @@ def test_a_config_larger_than_its_state_dict_is_refused_before_building(split_ca
         from_original(case["config"], None)
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v: v.to(torch.complex64), "weights must be real floats"),
+        (lambda v: v.to(torch.int64), "weights must be real floats"),
+        (lambda v: torch.full_like(v, float("nan")), "NaN or infinite"),
+        (lambda v: torch.empty(v.shape, device="meta"), "a meta tensor"),
+        (lambda v: v.tolist(), "a list, not a tensor"),
+    ],
+)
+def test_state_dict_values_are_checked_not_cast(split_case, change, message):
+    case, state, _ = split_case
+    key = "input.ln.weight"
+    with pytest.raises(CheckpointError, match=f"{key.replace('.', '[.]')}: .*{message}"):
+        from_original(case["config"], {**state, key: change(state[key])})
+    with pytest.raises(CheckpointError, match="key 3 is not a string"):
+        from_original(case["config"], {**state, 3: state[key]})
+
+
 def test_to_original_refuses_a_config_changed_after_build(make_model):
     model = make_model()
     model.config.n_seed += 1  # another wiring: the round trip would give other routes

@@ -154,6 +154,26 @@ def test_binary_classifier_outputs_and_loss(make_model, tokens):
     torch.testing.assert_close(out.loss, F.binary_cross_entropy(out.outputs.squeeze(-1), labels))
 
 
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([0.5, 1.0, 2.0, 0.0, 1.0], "must be integer class indices, got torch.float32"),
+        ([0, 1, 3, 0, 1], r"class indices in \[0, 3\) \(n_outputs=3\), got 3"),
+        ([0, -2, 1, 0, 1], "got -2"),
+    ],
+)
+def test_multiclass_labels_are_checked_not_truncated(classifier_model, tokens, labels, message):
+    with pytest.raises(ValueError, match=message):
+        classifier_model(tokens(5, 7), labels=torch.tensor(labels))
+
+
+def test_multiclass_label_minus_100_is_ignored(classifier_model, tokens):
+    inputs = tokens(5, 7)
+    with torch.no_grad():
+        some = classifier_model(inputs, labels=torch.tensor([0, -100, 1, -100, 2]))
+    torch.testing.assert_close(some.loss, F.cross_entropy(some.logits[[0, 2, 4]], torch.tensor([0, 1, 2])))
+
+
 def test_multiclass_loss_is_cross_entropy_on_logits(classifier_model, tokens):
     """SPEC: the original applied NLLLoss to softmax probabilities; this uses cross entropy."""
     inputs, labels = tokens(5, 7), torch.tensor([0, 2, 1, 1, 0])
