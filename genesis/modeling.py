@@ -645,13 +645,14 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         x = _given(inputs, input_ids, inputs_embeds)
         h, count, recorder = self._pass(x, attention_mask, y, trace, implementation, outputs=True)
         outputs, logits, loss = self.output(h, labels)
-        return GenesisOutput(
+        result = GenesisOutput(
             loss=loss,
             outputs=outputs,
             logits=logits,
             neuron_activation_count=count,
             trace=recorder.finish() if recorder is not None else None,
         )
+        return result if return_dict is not False else result.to_tuple()  # transformers' convention
 
     def routes(
         self,

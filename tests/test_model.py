@@ -141,7 +141,10 @@ def test_generate_keyword_names(lm_model, tokens):
     with torch.no_grad():
         by_position = lm_model(inputs).logits
         by_name = lm_model(input_ids=inputs, use_cache=False, return_dict=True).logits
+        as_tuple = lm_model(inputs, labels=inputs, return_dict=False)  # the fields that are set, in order
     assert torch.equal(by_position, by_name)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 4 and torch.equal(as_tuple[2], by_position)  # no trace
+    assert as_tuple[0].dim() == 0 and isinstance(as_tuple[3], int)  # loss first, the activation count
 
 
 def test_binary_classifier_outputs_and_loss(make_model, tokens):
