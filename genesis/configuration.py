@@ -114,6 +114,8 @@ class GenesisConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         self.use_cache = False
         validate(self)
+        if self.n_output == "sequence_classifier" and self.num_labels != self.n_outputs:
+            self.num_labels = self.n_outputs  # transformers' pipelines read their labels from here
 
     # Derived values live here, not in constructors.
     @property

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, pipeline
 
-from genesis import Genesis, GenesisConfig
+from genesis import Genesis, GenesisConfig, byte_tokenizer
 
 EOS, PAD = 256, 257
 
@@ -104,6 +104,19 @@ def test_from_pretrained_refuses_incomplete_or_broken_weights(tmp_path, make_mod
     for loader in (Genesis.from_pretrained, AutoModelForCausalLM.from_pretrained):
         with pytest.raises(ValueError, match=message):
             loader(tmp_path)
+
+
+def test_a_multiclass_classifier_works_in_a_text_classification_pipeline(tmp_path, make_model):
+    """The pipeline names labels from config.num_labels, which follows n_outputs (it stayed 2: KeyError)."""
+    make_model(n_output="sequence_classifier", n_outputs=3).save_pretrained(tmp_path)
+    model = Genesis.from_pretrained(tmp_path)
+    assert model.config.num_labels == 3
+    classify = pipeline("text-classification", model=model, tokenizer=byte_tokenizer())
+    scores = classify("(()())", top_k=None)
+    assert sorted(s["label"] for s in scores) == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    with torch.no_grad():
+        expected = model(torch.tensor([byte_tokenizer()("(()())").input_ids])).outputs[0]
+    assert sorted(s["score"] for s in scores) == pytest.approx(sorted(expected.tolist()), abs=1e-6)
 
 
 def test_from_pretrained_keeps_its_loading_info(tmp_path, make_model):
