@@ -79,7 +79,7 @@ def _progress(steps: int):
     bar = tqdm(total=steps, unit="step", dynamic_ncols=True) if tqdm else None
 
     def callback(event: training.TrainingEvent) -> None:
-        if bar is not None and event.step:
+        if bar is not None and event.step and event.train_loss is not None:  # not the evaluation after a stop
             bar.update(event.step - bar.n)
             bar.set_postfix(loss=f"{event.train_loss:.3f}", lr=f"{event.lr:.1e}", tok_s=f"{event.tokens_per_s:,.0f}")
         if event.val_loss is not None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -126,3 +128,25 @@ def test_a_diverging_run_exits_with_an_error_and_saves_nothing(tmp_path, capsys)
                  "--lr", "1e30", "--warmup", "0", "--out", str(out)])  # fmt: skip
     assert code == 1 and not (out / "model.safetensors").exists()
     assert "NaN or infinite" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_finishes_the_step_saves_and_says_stopped(tmp_path):
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "genesis", "train", "--config", "tiny", "--task", "copy", "--examples", "200",
+               "--steps", "100000", "--batch", "4", "--out", str(out)]  # fmt: skip
+    run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in run.stderr:  # "training N parameters on ..." comes just before the first step
+            if line.startswith("training "):
+                break
+        time.sleep(3)  # a few steps
+        run.send_signal(signal.SIGINT)
+        stdout, _ = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 0, stdout
+    assert stdout.strip().splitlines()[-1].startswith("stopped after") and "saved to" in stdout
+    info = json.loads((out / "training.json").read_text())
+    assert info["stop_reason"] == "stopped" and 0 < info["steps_done"] < 100000
+    assert gio.load_folder(out).config.n_output == "causal_lm"
