@@ -671,10 +671,16 @@ class TrainingJob:
         with self._lock:
             self._events.append(event)
 
+    @property
+    def cancelled(self) -> bool:
+        """Stopped while waiting for a slot: it never trained (no result, no error)."""
+        return self.done and self.result is None and self.error is None
+
     def _run(self) -> None:
         if self.slots is not None:
             while not self.slots.acquire(timeout=0.2):
                 if self._stop.is_set():
+                    self.waiting = False
                     self.model.eval()
                     return
             self.waiting = False

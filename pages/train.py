@@ -83,6 +83,8 @@ def draw_progress(job: training.TrainingJob, description: str) -> None:
         draw_routing([e.snapshot for e in evaluations if e.snapshot is not None], job.model.config.n_attentive_neurons)
     if job.error:
         st.error(f"Training failed: {job.error}")
+    elif job.cancelled:
+        st.info("Stopped before it started (it was waiting for a free slot): nothing was trained.")
     elif job.done and st.session_state.get("train_published") != id(job):
         publish_trained(job, description)
         st.rerun()  # the whole page: buttons, sidebar and downloads follow

@@ -208,6 +208,23 @@ def test_jobs_beyond_the_slots_wait_for_a_free_one(brackets):
     assert second.wait(60) and second.result.steps_done >= 0 and not second.waiting
 
 
+def test_a_job_stopped_while_waiting_never_trains(brackets):
+    import threading
+
+    slots = threading.BoundedSemaphore(1)
+    recipe = TrainingConfig(steps=5000, batch_size=8, eval_batches=1)
+    first = training.TrainingJob(small_model(brackets), brackets, recipe, slots).start()
+    waiting = training.TrainingJob(small_model(brackets), brackets, recipe, slots).start()
+    while not first.events():
+        first.wait(0.05)
+    assert waiting.waiting and not waiting.cancelled
+    waiting.stop()
+    assert waiting.wait(10) and waiting.cancelled and not waiting.waiting  # the page drops its "Waiting" note
+    assert waiting.result is None and waiting.error is None and not waiting.events()  # nothing to publish
+    first.stop()
+    assert first.wait(60) and not first.cancelled
+
+
 def test_the_same_loop_trains_a_transformers_model():
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -112,3 +112,30 @@ def test_a_training_that_ends_on_another_page_is_still_published():
     assert_ok(at)
     assert at.session_state["trained_model"] is job.model
     assert "brackets" in at.session_state["trained_label"]
+
+
+def test_a_training_stopped_while_waiting_for_a_slot_publishes_nothing():
+    """With every slot taken, a third session waits; stopping it must not hand on its untrained model."""
+    busy = []
+    try:
+        while True:  # sessions start trainings until one has to wait (the server has a few slots)
+            at = start(open_app("train", query=TINY), "copy", 3000)
+            job = at.session_state["train_job"]
+            deadline = time.monotonic() + 2  # a free slot is taken within milliseconds
+            while job.waiting and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if job.waiting:
+                break
+            busy.append(at)
+            assert len(busy) <= 4
+        assert any("Waiting for a free training slot" in i.value for i in at.info)
+        at.button(key="train_stop").click().run()
+        poll_until(at, lambda at: job.done)
+        assert job.cancelled and "trained_model" not in at.session_state
+        assert any("Stopped before it started" in i.value for i in at.info)
+        assert not any("Waiting for a free training slot" in i.value for i in at.info)
+    finally:
+        for other in busy:
+            other.session_state["train_job"].stop()
+        for other in busy:
+            assert other.session_state["train_job"].wait(60)
