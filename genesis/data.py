@@ -543,7 +543,9 @@ def load_text_file(path_or_bytes: PathOrBytes, max_bytes: int = 5_000_000) -> st
         text = raw[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
         # Offsets are reported against the original bytes, BOM included.
-        raise DataError(f"{name} is not valid UTF-8 at byte {exc.start + skip}") from None
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # a UTF-16 byte-order mark: say which encoding it is
+        hint = " (it looks like UTF-16: save it as UTF-8)" if utf16 else ""
+        raise DataError(f"{name} is not valid UTF-8 at byte {exc.start + skip}{hint}") from None
     if not text.strip():
         raise DataError(f"{name} is empty")
     return text

@@ -4,7 +4,7 @@ import streamlit as st
 
 from genesis import analysis, stat_figures
 from genesis.data import DataError, load_lines, sample_texts
-from pages.common import model_picker, page_header
+from pages.common import model_picker, page_header, stop_without_model
 
 MAX_INPUTS = 500  # about 5 s on 2 CPU cores with the app config
 MAX_UPLOAD_BYTES = 1_000_000
@@ -27,7 +27,7 @@ def read_inputs(source: str) -> list[str]:
             st.info("Type at least one line to run.")
         return lines
     upload = st.file_uploader(
-        "A .txt file (one input per line) or a .csv (its `text` column, else the first)",
+        "A .txt file (one input per line) or a .csv (its `text` column; without one, every row's first cell)",
         type=["txt", "csv"],
         key="act_upload",
     )
@@ -58,7 +58,7 @@ def table(title: str, frame, name: str, index: bool = True) -> None:
 active = model_picker()
 page_header("Activations", active)
 if active is None:
-    st.stop()
+    stop_without_model()
 if problem := analysis.runnable_problem(active.model.config):
     st.error(problem)
     st.stop()

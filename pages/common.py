@@ -408,6 +408,13 @@ def page_header(title: str, active: ActiveModel | None) -> None:
     show_model(active)
 
 
+def stop_without_model() -> None:
+    """End a page that needs a model when there is none; the sidebar says why (refused upload, no
+    trained model yet, invalid Build config)."""
+    st.info("No model to show: choose one, or fix the one chosen, under **Model** in the sidebar.")
+    st.stop()
+
+
 def show_model(active: ActiveModel | None, where: Any = st) -> None:
     """The line that says which model a page shows (`where`: a placeholder filled later)."""
     if active is not None:

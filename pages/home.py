@@ -15,6 +15,7 @@ from pages.common import (
     pick_source,
     show_model,
     source_config,
+    stop_without_model,
     text_widget,
     tokens_table,
     wiring_figure,
@@ -52,7 +53,7 @@ config = active.model.config if active else parse_fields(config_fields())[0]
 if early is None:  # a trained or uploaded model: its config comes with it
     architecture(config)
 if active is None:
-    st.stop()
+    stop_without_model()
 
 st.subheader("One input, step by step")
 text = text_widget("Input", "home_text", area=True, height=68)

@@ -14,6 +14,7 @@ from pages.common import (
     model_picker,
     page_header,
     private_copy,
+    stop_without_model,
     text_widget,
     tokens_table,
     wiring_figure,
@@ -39,7 +40,7 @@ def route_text(route: list[int]) -> str:
 active = model_picker()
 page_header("Run", active)
 if active is None:
-    st.stop()
+    stop_without_model()
 model, config = active.model, active.model.config
 key = config_json(config)
 

@@ -113,7 +113,7 @@ def draw_result(job: training.TrainingJob) -> None:
         return
     st.success(
         f"{result.stop_reason.capitalize()} after {result.steps_done} steps ({result.seconds:.0f} s). "
-        f"The model is now **{TRAINED}** in the sidebar's model picker."
+        f"The model is now available as **{TRAINED}** in the sidebar's model picker."
     )
     config_bytes, weights_bytes = st.session_state["trained_files"]
     cols = st.columns(3)

@@ -314,6 +314,7 @@ def test_the_sidebar_uploader_refuses_hostile_files_and_loads_good_ones(tmp_path
         upload(at, config_json, (name, data))
         errors = [e.value for e in at.sidebar.error]
         assert any(e.startswith("Upload refused: ") and expected in e for e in errors), (expected, errors)
+        assert any("No model to show" in i.value for i in at.main.info)  # the page points to the sidebar
     upload(at, b"{n_dim: 3", ("model.safetensors", valid))
     assert any("malformed JSON" in e.value for e in at.sidebar.error)
     assert not marker.exists()
