@@ -98,6 +98,11 @@ elif stored[0] != key:
 key, comparison, models, texts = stored
 
 st.dataframe(comparison.table, hide_index=True)
+st.caption(
+    "latency_ms: median of several forwards of the median-length input, one configuration after another on this "
+    "server's CPU. Other work on the machine (other sessions, a training) inflates it: press Compare again "
+    "to measure anew."
+)
 csv_button(comparison.table, "comparison")
 st.plotly_chart(stat_figures.comparison_bars(comparison.table), key="cmp_bars")
 
