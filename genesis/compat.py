@@ -140,8 +140,9 @@ def from_original(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tens
     from .modeling import Genesis
 
     cfg = config_from_original(config)
-    _check_tensors(state_dict)
-    held = {id(t): t.numel() for t in state_dict.values()}  # aliases once
+    if not isinstance(state_dict, Mapping):  # the tensors themselves are checked by convert_state_dict
+        raise CheckpointError(f"the state dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
+    held = {id(t): t.numel() for t in state_dict.values() if isinstance(t, torch.Tensor)}  # aliases once
     needed = estimate_size(cfg, batch_size=1).total
     if needed > sum(held.values()):
         raise CheckpointError(

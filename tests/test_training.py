@@ -5,6 +5,7 @@ and the Hugging Face Trainer path in one process (DDP has its own test)."""
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import replace
 
 import pytest
@@ -190,15 +191,19 @@ def test_background_job_reports_progress_and_stops(brackets):
     assert not job.model.training
 
 
-def test_jobs_beyond_the_slots_wait_for_a_free_one(brackets):
-    import threading
-
+def one_slot_taken(brackets) -> tuple[training.TrainingJob, training.TrainingJob]:
+    """A job training in the only slot, and a second one waiting for it."""
     slots = threading.BoundedSemaphore(1)
     recipe = TrainingConfig(steps=5000, batch_size=8, eval_batches=1)
     first = training.TrainingJob(small_model(brackets), brackets, recipe, slots).start()
     second = training.TrainingJob(small_model(brackets), brackets, recipe, slots).start()
     while not first.events():
         first.wait(0.05)
+    return first, second
+
+
+def test_jobs_beyond_the_slots_wait_for_a_free_one(brackets):
+    first, second = one_slot_taken(brackets)
     assert second.waiting and not second.events()
     first.stop()
     first.wait(60)
@@ -209,14 +214,7 @@ def test_jobs_beyond_the_slots_wait_for_a_free_one(brackets):
 
 
 def test_a_job_stopped_while_waiting_never_trains(brackets):
-    import threading
-
-    slots = threading.BoundedSemaphore(1)
-    recipe = TrainingConfig(steps=5000, batch_size=8, eval_batches=1)
-    first = training.TrainingJob(small_model(brackets), brackets, recipe, slots).start()
-    waiting = training.TrainingJob(small_model(brackets), brackets, recipe, slots).start()
-    while not first.events():
-        first.wait(0.05)
+    first, waiting = one_slot_taken(brackets)
     assert waiting.waiting and not waiting.cancelled
     waiting.stop()
     assert waiting.wait(10) and waiting.cancelled and not waiting.waiting  # the page drops its "Waiting" note
