@@ -401,7 +401,9 @@ def class_probability_figure(
     probabilities = list(probabilities)
     if len(probabilities) == 1:
         probabilities = [1 - probabilities[0], probabilities[0]]
-    labels = list(labels) if labels else [f"class {i}" for i in range(len(probabilities))]
+    if not labels or len(labels) != len(probabilities):
+        labels = [f"class {i}" for i in range(len(probabilities))]
+    labels = list(labels)
     fig = go.Figure(
         go.Bar(
             x=labels,

@@ -75,6 +75,15 @@ def class_probabilities(output: GenesisOutput, sample: int = 0) -> list[float]:
     return output.outputs[sample].float().flatten().tolist()
 
 
+def class_names(config) -> list[str] | None:
+    """A classifier's class names from config.id2label (set from a training task's names), or None
+    when they are transformers' placeholders (LABEL_0, ...)."""
+    names = [str(config.id2label.get(i, "")) for i in range(len(config.id2label or {}))]
+    if not names or all(name == f"LABEL_{i}" for i, name in enumerate(names)):
+        return None
+    return names
+
+
 _SAMPLING = threading.Lock()
 
 

@@ -96,6 +96,8 @@ with picture:
         top = probes.top_k_next(output, 10)
         st.plotly_chart(figures.top_k_figure([probes.token_label(t) for t, _ in top], [p for _, p in top]))
     elif step.kind == "output" and config.n_output == "sequence_classifier":
-        st.plotly_chart(figures.class_probability_figure(probes.class_probabilities(output)))
+        st.plotly_chart(
+            figures.class_probability_figure(probes.class_probabilities(output), probes.class_names(config))
+        )
     else:
         st.plotly_chart(config_figure("architecture", config_json(config)), key="home_step_architecture")

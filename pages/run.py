@@ -94,7 +94,10 @@ if config.n_output == "causal_lm":
         if held and held[0] == request:
             st.code(decode_bytes(held[1]) or "(end of text at once)", language=None)
 elif config.n_output == "sequence_classifier":
-    st.plotly_chart(figures.class_probability_figure(probes.class_probabilities(output)), key="run_classes")
+    st.plotly_chart(
+        figures.class_probability_figure(probes.class_probabilities(output), probes.class_names(config)),
+        key="run_classes",
+    )
 else:
     st.caption(f"Output: a tensor of shape {tuple(output.outputs.shape)}.")
 

@@ -281,3 +281,17 @@ def test_a_diverging_run_stops_and_is_not_saved(brackets, tmp_path):
 def test_training_config_refuses_non_finite_rates(field, value):
     with pytest.raises(ValueError, match=f"{field} must be a finite number"):
         TrainingConfig(**{field: value})
+
+
+def test_a_classifier_shows_its_task_class_names(brackets, tmp_path):
+    """The task's class names travel in config.id2label (save_pretrained keeps them), so the app's
+    class chart says "balanced" rather than "class 1"."""
+    from genesis import figures, probes
+
+    config = training.config_for_task(preset("classifier"), brackets)
+    assert brackets.class_names and probes.class_names(config) == brackets.class_names
+    assert probes.class_names(preset("classifier", n_output="sequence_classifier", n_outputs=2)) is None
+    chart = figures.class_probability_figure([0.3, 0.7], probes.class_names(config))
+    assert list(chart.data[0].x) == brackets.class_names
+    Genesis(config).save_pretrained(tmp_path)
+    assert probes.class_names(Genesis.from_pretrained(tmp_path).config) == brackets.class_names
