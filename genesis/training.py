@@ -629,15 +629,31 @@ class TrainingJob:
 
     Holds its own model, so several jobs (one per browser session) never share weights. `slots`, a
     semaphore shared by all jobs of a process, bounds how many train at once; the others wait.
+
+    `owner_alive` (e.g. "is this browser session still connected?") is asked about once a second;
+    after it has said no for `grace` seconds in a row, the job stops as if Stop were pressed and
+    `abandoned` is set, so a closed tab does not keep a slot busy for thousands of steps.
     """
 
+    OWNER_CHECK_S = 1.0
+
     def __init__(
-        self, model: torch.nn.Module, data: Any, config: TrainingConfig, slots: threading.Semaphore | None = None
+        self,
+        model: torch.nn.Module,
+        data: Any,
+        config: TrainingConfig,
+        slots: threading.Semaphore | None = None,
+        owner_alive: Callable[[], bool] | None = None,
+        grace: float = 120.0,
     ):
         self.model, self.data, self.config, self.slots = model, data, config, slots
+        self.owner_alive, self.grace = owner_alive, grace
         self.result: TrainingResult | None = None
         self.error: str | None = None
         self.waiting = slots is not None
+        self.abandoned = False
+        self._owner_checked = -math.inf
+        self._owner_gone_since: float | None = None
         self._events: list[TrainingEvent] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -679,16 +695,33 @@ class TrainingJob:
         """Stopped while waiting for a slot: it never trained (no result, no error)."""
         return self.done and self.result is None and self.error is None
 
+    def _should_stop(self) -> bool:
+        """Stop pressed, or the owner gone for `grace` seconds (checked at most once a second)."""
+        if self._stop.is_set():
+            return True
+        now = time.monotonic()
+        if self.owner_alive is None or now - self._owner_checked < self.OWNER_CHECK_S:
+            return False
+        self._owner_checked = now
+        if self.owner_alive():
+            self._owner_gone_since = None
+        elif self._owner_gone_since is None:
+            self._owner_gone_since = now
+        elif now - self._owner_gone_since >= self.grace:
+            self.abandoned = True
+            self._stop.set()
+        return self._stop.is_set()
+
     def _run(self) -> None:
         if self.slots is not None:
             while not self.slots.acquire(timeout=0.2):
-                if self._stop.is_set():
+                if self._should_stop():
                     self.waiting = False
                     self.model.eval()
                     return
             self.waiting = False
         try:
-            self.result = train(self.model, self.data, self.config, self._record, self._stop.is_set)
+            self.result = train(self.model, self.data, self.config, self._record, self._should_stop)
             if self.result.stop_reason == DIVERGED:
                 self.error = diverged_message(self.result)
         except Exception as e:  # noqa: BLE001 - shown to the user instead of dying silently in a thread

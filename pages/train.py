@@ -8,8 +8,11 @@ a fragment polls its progress every second while it runs, so the page stays resp
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from genesis import data as gdata
 from genesis import training
@@ -52,6 +55,17 @@ def read_task(choice: str, block_size: int) -> tuple[training.Task | None, str |
         return training.as_task(gdata.load_text_file(upload.getvalue()), block_size, name=upload.name), None
     except (gdata.DataError, ValueError) as e:
         return None, str(e)
+
+
+def session_connected() -> Callable[[], bool] | None:
+    """Asks, from any thread, whether this browser session still has a tab open (None without a
+    server, as under AppTest). A training job stops once this has said no for longer than Streamlit
+    keeps a disconnected session for reconnection: after that, nobody can see its result."""
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists():
+        return None
+    server, session_id = runtime.get_instance(), ctx.session_id
+    return lambda: server.is_active_session(session_id)
 
 
 def use_trained_model() -> None:
@@ -189,7 +203,9 @@ if start and config is not None:
         snapshot_samples=16,
     )
     model = Genesis(config)  # this session's own model: never the cached, shared ones
-    st.session_state["train_job"] = training.TrainingJob(model, task, recipe, job_slots()).start()
+    grace = float(st.get_option("server.disconnectedSessionTTL"))
+    job = training.TrainingJob(model, task, recipe, job_slots(), owner_alive=session_connected(), grace=grace)
+    st.session_state["train_job"] = job.start()
     st.session_state["train_description"] = f"{task.name}, {human(model.num_parameters())} parameters"
     st.rerun()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -221,6 +222,60 @@ def test_a_job_stopped_while_waiting_never_trains(brackets):
     assert waiting.result is None and waiting.error is None and not waiting.events()  # nothing to publish
     first.stop()
     assert first.wait(60) and not first.cancelled
+
+
+class Owner:
+    """A job's owner (the app: a browser tab) that can go away and come back."""
+
+    def __init__(self):
+        self.connected = True
+        self.asked = 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.connected
+
+
+def test_a_job_whose_owner_left_stops_after_the_grace_and_frees_its_slot(brackets, monkeypatch):
+    monkeypatch.setattr(training.TrainingJob, "OWNER_CHECK_S", 0.05)
+    slots = threading.BoundedSemaphore(1)
+    recipe = TrainingConfig(steps=5000, batch_size=8, eval_batches=1)
+    owner, other = Owner(), Owner()
+    first = training.TrainingJob(small_model(brackets), brackets, recipe, slots, owner_alive=owner, grace=0.3).start()
+    waiting = training.TrainingJob(small_model(brackets), brackets, recipe, slots, owner_alive=other, grace=0.3)
+    waiting.start()
+    while len(first.events()) < 2:
+        first.wait(0.05)
+    owner.connected = False  # a page reload: gone for less than the grace, then back
+    time.sleep(0.1)
+    owner.connected = True
+    time.sleep(0.4)
+    assert first.running and not first.abandoned and owner.asked >= 3
+    owner.connected = False  # the tab is closed
+    assert first.wait(30) and first.abandoned
+    assert first.result.stop_reason == "stopped" and first.result.steps_done < 5000
+    while not waiting.events() and waiting.running:  # the freed slot goes to the waiting job
+        waiting.wait(0.05)
+    assert waiting.events() and waiting.running and not waiting.abandoned
+    other.connected = False  # its owner leaves too
+    assert waiting.wait(30) and waiting.abandoned
+
+
+def test_a_job_whose_owner_left_while_it_waited_never_trains(brackets, monkeypatch):
+    monkeypatch.setattr(training.TrainingJob, "OWNER_CHECK_S", 0.05)
+    slots = threading.BoundedSemaphore(1)
+    recipe = TrainingConfig(steps=5000, batch_size=8, eval_batches=1)
+    first = training.TrainingJob(small_model(brackets), brackets, recipe, slots).start()
+    while not first.events():
+        first.wait(0.05)
+    owner = Owner()
+    waiting = training.TrainingJob(small_model(brackets), brackets, recipe, slots, owner_alive=owner, grace=0.2)
+    waiting.start()
+    owner.connected = False
+    assert waiting.wait(10) and waiting.cancelled and waiting.abandoned and not waiting.events()
+    assert first.running and not first.abandoned  # a job without an owner check is never abandoned
+    first.stop()
+    assert first.wait(60)
 
 
 def test_the_same_loop_trains_a_transformers_model():

@@ -45,8 +45,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int | None = None, log: Path | None = SERVER_LOG) -> tuple[subprocess.Popen, str]:
-    """Start the app; returns (process, base URL) once /_stcore/health answers.
+def start_app(
+    port: int | None = None, log: Path | None = SERVER_LOG, options: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str]:
+    """Start the app; returns (process, base URL) once /_stcore/health answers. `options`: more
+    `streamlit run` flags, e.g. ("--server.disconnectedSessionTTL", "3").
 
     The server's output goes to `log` (artifacts/streamlit.log) so a failing test can be explained."""
     port = port or _free_port()
@@ -57,7 +60,7 @@ def start_app(port: int | None = None, log: Path | None = SERVER_LOG) -> tuple[s
         out = log.open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none", *options],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -379,6 +382,21 @@ def use_fresh_model(page) -> None:
     if "Fresh model" not in picker.inner_text():
         choose(page, "model_source_widget", "Fresh model from the Build config")
         wait_for_app(page)
+
+
+def loss_points(page) -> int:
+    figure = plotly_figure(page, "train_loss_chart")
+    return len(figure["data"][0]["x"]) if figure else 0
+
+
+def wait_for_loss_points(page, more_than: int) -> None:
+    # The chart is absent for a moment while the page redraws it: a missing chart is "not yet".
+    page.wait_for_function(
+        "(n) => { const el = document.querySelector('.st-key-train_loss_chart .js-plotly-plot');"
+        " return !!(el && el.data && el.data[0] && el.data[0].x.length > n); }",
+        arg=more_than,
+        timeout=60_000,
+    )
 
 
 def open_page(page, slug: str) -> None:

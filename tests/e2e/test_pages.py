@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     figure_signature,
     goto,
     keyed,
+    loss_points,
     main_text,
     open_page,
     plotly_figure,
@@ -33,6 +34,7 @@ from tests.e2e.conftest import (
     use_fresh_model,
     wait_for_app,
     wait_for_figure_change,
+    wait_for_loss_points,
 )
 
 pytestmark = pytest.mark.browser
@@ -176,21 +178,6 @@ def test_shared_url_restores_state(app_url, browser, page):
         assert slider_value(fresh, "build_n_neighbors") == str(neighbors)
     finally:
         other.close()
-
-
-def loss_points(page) -> int:
-    figure = plotly_figure(page, "train_loss_chart")
-    return len(figure["data"][0]["x"]) if figure else 0
-
-
-def wait_for_loss_points(page, more_than: int) -> None:
-    # The chart is absent for a moment while the page redraws it: a missing chart is "not yet".
-    page.wait_for_function(
-        "(n) => { const el = document.querySelector('.st-key-train_loss_chart .js-plotly-plot');"
-        " return !!(el && el.data && el.data[0] && el.data[0].x.length > n); }",
-        arg=more_than,
-        timeout=60_000,
-    )
 
 
 def test_train_then_run_the_trained_model(app_url, page):
