@@ -69,9 +69,10 @@ def session_connected() -> Callable[[], bool] | None:
 
 
 def use_trained_model() -> None:
-    # A callback runs before the sidebar picker is drawn, so its widget state may still be set.
+    # The picker's own state is dropped rather than set: a selectbox given both an index and a
+    # value through session state logs a warning. Recreated, it starts at model_source.
     st.session_state["model_source"] = TRAINED
-    st.session_state["model_source_widget"] = TRAINED
+    st.session_state.pop("model_source_widget", None)
 
 
 def draw_progress(job: training.TrainingJob, description: str) -> None:

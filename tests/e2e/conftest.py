@@ -53,7 +53,12 @@ def start_app(
 
     The server's output goes to `log` (artifacts/streamlit.log) so a failing test can be explained."""
     port = port or _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",  # the log is read while the server runs
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }
     out = subprocess.DEVNULL
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -397,6 +402,13 @@ def wait_for_loss_points(page, more_than: int) -> None:
         arg=more_than,
         timeout=60_000,
     )
+
+
+def server_log_since(offset: int) -> str:
+    """What the shared server logged after `offset` (SERVER_LOG.stat().st_size taken earlier)."""
+    with SERVER_LOG.open("rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", "replace")
 
 
 def open_page(page, slug: str) -> None:

@@ -12,6 +12,7 @@ import re
 import pytest
 
 from tests.e2e.conftest import (
+    SERVER_LOG,
     VIEWPORT,
     alerts,
     assert_no_error,
@@ -30,6 +31,7 @@ from tests.e2e.conftest import (
     route_caption,
     run_text,
     screenshot,
+    server_log_since,
     slider_value,
     use_fresh_model,
     wait_for_app,
@@ -199,10 +201,16 @@ def test_train_then_run_the_trained_model(app_url, page):
     assert_no_error(page)
     assert any(m.startswith("Stopped") for m in alerts(page)), alerts(page)
 
-    open_page(page, "run")
-    choose(page, "model_source_widget", "Trained in this session")
+    logged = SERVER_LOG.stat().st_size
+    keyed(page, "train_use").locator("button").click()  # switches to Run with the trained model picked
+    page.wait_for_url(re.compile(r"/run(\?|$)"))
     wait_for_app(page)
     screenshot(page, "run-trained-model")
     assert_no_error(page)
     assert "Model: trained in this session" in main_text(page)
     assert caption_route(route_caption(page), 0), "the trained model routes the text"
+    assert "model_source_widget" not in server_log_since(logged), "the picker warned about its state"
+
+    choose(page, "model_source_widget", "Fresh model from the Build config")  # the picker still works
+    wait_for_app(page)
+    assert "Model: trained in this session" not in main_text(page)
