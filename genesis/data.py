@@ -24,6 +24,7 @@ import io
 import itertools
 import os
 import random
+import stat
 import string
 import sys
 import tokenize
@@ -525,10 +526,17 @@ def _read_raw(source: PathOrBytes, max_bytes: int) -> tuple[bytes, str]:
     path = Path(source)
     name = path.name or str(path)
     try:
-        _check_size(name, path.stat().st_size, max_bytes)
-        return path.read_bytes(), name
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device never end
+            raise DataError(f"{name} is not a regular file")
+        _check_size(name, info.st_size, max_bytes)
+        with path.open("rb") as f:  # at most one byte over: /proc files report size 0
+            raw = f.read(max_bytes + 1)
     except OSError as exc:
         raise DataError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    if len(raw) > max_bytes:
+        raise DataError(f"{name} is over the limit of {max_bytes:,} bytes")
+    return raw, name
 
 
 def load_text_file(path_or_bytes: PathOrBytes, max_bytes: int = 5_000_000) -> str:
@@ -548,6 +556,8 @@ def load_text_file(path_or_bytes: PathOrBytes, max_bytes: int = 5_000_000) -> st
         raise DataError(f"{name} is not valid UTF-8 at byte {exc.start + skip}{hint}") from None
     if not text.strip():
         raise DataError(f"{name} is empty")
+    if "\x00" in text:  # valid UTF-8, but no text file holds NUL characters
+        raise DataError(f"{name} contains NUL characters: it is binary, or UTF-16 without a byte-order mark")
     return text
 
 
@@ -560,10 +570,14 @@ def _is_csv(source: PathOrBytes, filename_hint: str | None) -> bool:
 
 
 def _csv_lines(text: str) -> list[str]:
+    # A cell may be as long as the file (already size-checked); the csv module's default stops at
+    # 128 KiB. Strict: an unterminated quote is an error, not the rest of the file in one cell.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    reader = csv.reader(io.StringIO(text), strict=True)
     try:
-        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+        rows = [row for row in reader if row]
     except csv.Error as exc:
-        raise DataError(f"could not parse CSV: {exc}") from exc
+        raise DataError(f"could not parse CSV at line {reader.line_num}: {exc}") from exc
     if not rows:
         return []
     header = [cell.strip().lower() for cell in rows[0]]

@@ -26,7 +26,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, check_size
+from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, check_size, validate
 from .trace import Recorder, RoutingTrace
 
 DROPOUT = 0.1
@@ -693,6 +693,9 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         routing = self.config.n_routing  # read every pass: setting config.n_routing switches the routing
         if routing not in ROUTING_MODES:
             raise ValueError(f"config.n_routing must be one of {', '.join(map(repr, ROUTING_MODES))}, got {routing!r}")
+        causal = self.config.n_causal
+        if type(self.config.n_trainable_routing) is not bool or (causal is not None and type(causal) is not bool):
+            validate(self.config)  # names the field; 1 or "yes" would otherwise run and then not load
         if implementation == "reference" and routing != "batch":
             raise ValueError(
                 "the reference path implements batch routing; compare per-sample routing with batch-of-one runs"
@@ -748,6 +751,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
 
     def save_pretrained(self, *args, **kwargs):
         self._check_structure()
+        validate(self.config)  # a per-pass field set to a bad value would save, then not load
         return super().save_pretrained(*args, **kwargs)
 
     # -- generation ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -278,6 +279,33 @@ def test_load_text_file_empty(raw: bytes) -> None:
 def test_load_text_file_missing_path(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read"):
         load_text_file(tmp_path / "missing.txt")
+
+
+def test_files_that_never_end_or_report_no_size_are_bounded(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a regular file"):
+        load_text_file("/dev/zero")  # used to be read until memory ran out
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        load_text_file(fifo)  # opening it would wait for a writer forever
+    proc = Path("/proc/self/status")  # a regular file that reports size 0
+    assert proc.stat().st_size == 0 and len(proc.read_bytes()) > 100
+    with pytest.raises(DataError, match="over the limit of 100 bytes"):
+        load_text_file(proc, max_bytes=100)
+    assert "Name:" in load_text_file(proc)
+
+
+def test_nul_characters_are_refused_as_binary_or_utf16_without_a_bom() -> None:
+    with pytest.raises(DataError, match="NUL characters.*UTF-16 without a byte-order mark"):
+        load_lines("hello\nworld\n".encode("utf-16-le"))
+
+
+def test_csv_cells_as_long_as_the_file_and_unterminated_quotes() -> None:
+    long = "x" * 200_000  # over the csv module's default 128 KiB cell limit, under the file limit
+    assert load_lines(f"text\n{long}\nok\n".encode(), filename_hint="a.csv") == [long, "ok"]
+    with pytest.raises(DataError, match="could not parse CSV at line 4: unexpected end of data"):
+        load_lines(b'text\nfine\n"never closed\nswallowed\n', filename_hint="a.csv")
+    assert load_lines(b'text\n5" wide\n"say ""hi"""\n', filename_hint="a.csv") == ['5" wide', 'say "hi"']
 
 
 def test_load_lines_plain_text() -> None:

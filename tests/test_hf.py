@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, pipeline
 
-from genesis import Genesis, GenesisConfig, byte_tokenizer
+from genesis import ConfigError, Genesis, GenesisConfig, byte_tokenizer
 
 EOS, PAD = 256, 257
 
@@ -142,6 +142,22 @@ def test_a_structural_config_change_after_build_is_refused(tmp_path, make_model,
     with pytest.raises(ValueError, match="config.n_seed was changed .* build a new one"):
         model(tokens)
     with pytest.raises(ValueError, match="config.n_seed was changed"):
+        model.save_pretrained(tmp_path)
+    assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize(
+    "field, bad, message",
+    [("n_trainable_routing", 1, "must be true or false, got 1"), ("n_causal", "yes", "must be null, true or false")],
+)
+def test_a_per_pass_field_set_to_a_bad_value_is_refused_before_it_runs_or_saves(
+    tmp_path, make_model, tokens, field, bad, message
+):
+    model, tokens = make_model(), tokens(2, 6)
+    setattr(model.config, field, bad)  # used to run, save, and then fail to load
+    with pytest.raises(ConfigError, match=f"{field}: {message}"):
+        model(tokens)
+    with pytest.raises(ConfigError, match=field):
         model.save_pretrained(tmp_path)
     assert not (tmp_path / "config.json").exists()
 
