@@ -30,7 +30,7 @@ import torch
 from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, field_value, preset
 from .modeling import Genesis
 from .tokenization import encode_text
-from .trace import STOP_BELOW_THRESHOLD, RoutingTrace, SectionTrace
+from .trace import RoutingTrace
 
 Progress = Callable[[int, int], None]  # (inputs done, inputs in all)
 Route = list[list[int]]  # per section, the neurons one input went through, in firing order
@@ -204,7 +204,7 @@ def _input_rows(
     own = trace.sample_sections(b)
     lengths = [len(st.route_of(b)) for st in own]
     sections = [
-        dict(input=index, section=st.section, start=st.start, length=length, stop_reason=_stop_reason(st, b))
+        dict(input=index, section=st.section, start=st.start, length=length, stop_reason=st.stop_reason_of(b))
         for st, length in zip(own, lengths)
     ]
     row = dict(
@@ -221,16 +221,6 @@ def _renumber(frame: pd.DataFrame, batch: list[int]) -> pd.DataFrame:
 
 def _inputs(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames).rename(columns={"sample": "input"})
-
-
-def _stop_reason(st: SectionTrace, sample: int) -> str:
-    """Why this sample's route stopped: its own failed hop, else the section's reason."""
-    column = 0 if st.sample is not None else sample
-    for hop_index, hop in enumerate(st.hops):
-        alive = hop_index < len(st.alive) and st.alive[hop_index][column]
-        if alive and not hop.passed[column]:
-            return STOP_BELOW_THRESHOLD
-    return st.stop_reason
 
 
 def _with_margins(frame: pd.DataFrame, thresholds: list[list[float]]) -> pd.DataFrame:

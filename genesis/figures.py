@@ -308,7 +308,7 @@ def hop_step_figure(
         candidates, chosen, threshold = section.indexer, section.start, None
         title = f"Start: the indexer picks {section.start}"
     else:
-        hop = section.hops[step - 1]
+        hop = section.hop_at(step, sample)
         candidates, chosen, threshold = hop.candidates, hop.chosen, hop.threshold
         verdict = "fires" if hop.passed[column] else "does not fire"
         title = f"Hop {step}: {hop.source} → {hop.chosen} {verdict}"

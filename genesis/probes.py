@@ -112,10 +112,10 @@ def continuation(
 def route_at_step(section: SectionTrace, step: int, sample: int = 0) -> tuple[list[int], tuple[int, int] | None]:
     """A step-through of one section's route: the neurons fired up to `step` (0: the start neuron,
     h: after hop h), and the hop offered at `step` that did not fire for this sample, if any."""
+    hop = section.hop_at(step, sample)
     route = section.route_of(sample)[: step + 1]
-    if step == 0:
+    if hop is None:
         return route, None
-    hop = section.hops[step - 1]
     passed = hop.passed[0 if section.sample is not None else sample]
     return route, None if passed else (hop.source, hop.chosen)
 
@@ -250,7 +250,8 @@ def _start_text(config: GenesisConfig, section: SectionTrace) -> str:
 
 
 def _hop_text(section: SectionTrace, index: int, sample: int) -> str:
-    hop = section.hops[index]
+    hops = section.hops_of(sample)
+    hop = hops[index]
     column = 0 if section.sample is not None else sample
     names = ", ".join(str(c.neuron) for c in hop.candidates)
     chosen = next(c for c in hop.candidates if c.neuron == hop.chosen)
@@ -265,8 +266,9 @@ def _hop_text(section: SectionTrace, index: int, sample: int) -> str:
         f"Neuron {hop.chosen} has the highest voltage ({chosen.mean_voltage:.3f}); against its threshold, "
         f"{verdict}."
     )
-    if index == len(section.hops) - 1 and section.stop_reason:
-        text += f" The route ends: {STOP_EXPLAINED.get(section.stop_reason, section.stop_reason)}."
+    reason = section.stop_reason_of(sample)
+    if index == len(hops) - 1 and reason:
+        text += f" The route ends: {STOP_EXPLAINED.get(reason, reason)}."
     return text
 
 
@@ -296,9 +298,10 @@ def walkthrough(config: GenesisConfig, trace: RoutingTrace, sample: int = 0) -> 
     for section in trace.sample_sections(sample):
         i = section.section
         steps.append(Step("start", f"Section {i}: the indexer's vote", _start_text(config, section), i, 0))
-        for h in range(len(section.hops)):
+        hops = section.hops_of(sample)
+        for h in range(len(hops)):
             steps.append(Step("hop", f"Section {i}: hop {h + 1}", _hop_text(section, h, sample), i, h + 1))
-        if not section.hops:
+        if not hops:
             reason = STOP_EXPLAINED.get(section.stop_reason, section.stop_reason)
             steps[-1].text += f" The route ends at once: {reason}."
     if split:

@@ -60,6 +60,29 @@ class SectionTrace:
         column = 0 if self.sample is not None else sample
         return [neuron for neuron, alive in zip(self.order, self.alive) if alive[column]]
 
+    def hops_of(self, sample: int) -> list[Hop]:
+        """The hops offered to this sample: in batch routing the route goes on for the others after
+        it stopped (its voltages there are those of a zero row, not its own)."""
+        column = 0 if self.sample is not None else sample
+        return [hop for i, hop in enumerate(self.hops) if i == 0 or _alive_before(self, i, column)]
+
+    def hop_at(self, step: int, sample: int = 0) -> Hop | None:
+        """Hop `step` of this sample's route (None for step 0, the start). Refuses a step past the
+        sample's own last hop."""
+        hops = self.hops_of(sample)
+        if not 0 <= step <= len(hops):
+            raise ValueError(
+                f"step must be in [0, {len(hops)}]: sample {sample}'s route in section {self.section} has "
+                f"{len(hops)} hop{'s' * (len(hops) != 1)}, got {step}"
+            )
+        return hops[step - 1] if step else None
+
+    def stop_reason_of(self, sample: int) -> str:
+        """Why this sample's route stopped: its own failed hop, else the section's reason."""
+        column = 0 if self.sample is not None else sample
+        own = self.hops_of(sample)
+        return STOP_BELOW_THRESHOLD if own and not own[-1].passed[column] else self.stop_reason
+
 
 @dataclass
 class RoutingTrace:
@@ -121,7 +144,7 @@ class RoutingTrace:
                 elif kind == "candidates":
                     for hop_index, hop in enumerate(st.hops):
                         if column >= len(hop.passed) or (hop_index and not _alive_before(st, hop_index, column)):
-                            continue
+                            continue  # the same test as hops_of, without building its list per sample
                         for c in hop.candidates:
                             rows.append(
                                 dict(

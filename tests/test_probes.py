@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import genesis
-from genesis import probes
+from genesis import figures, probes
 from genesis.tokenization import TextError
 
 
@@ -112,17 +112,57 @@ def test_walkthrough_follows_the_trace(lm_model, tokens):
     assert all("The route ends" in s.text for s in last_hops)
 
 
+def offered(section, sample: int) -> list:
+    """The hops a sample was offered, found another way than `hops_of`: those whose source it
+    went through (a neuron fires at most once, so a hop's source names it)."""
+    route = section.route_of(sample)
+    return [hop for hop in section.hops if hop.source in route]
+
+
+def branching_batch(model, tokens):
+    """A batch trace where some sample stops while the section's route goes on for others."""
+    for seed in range(20):
+        trace = model(tokens(4, 10, seed=seed), trace=True).trace
+        for section in trace.sections:
+            for sample in range(4):
+                if len(offered(section, sample)) < len(section.hops):
+                    return trace, section, sample
+    raise AssertionError("no branching route in 20 batches")
+
+
 def test_route_at_step(lm_model, tokens):
     out = lm_model(tokens(3, 10), trace=True)
     for section in out.trace.sections:
         for sample in range(3):
-            route = section.route_of(sample)
+            route, own = section.route_of(sample), offered(section, sample)
+            assert section.hops_of(sample) == own
             assert probes.route_at_step(section, 0, sample) == (route[:1], None)
-            for step, hop in enumerate(section.hops, start=1):
+            for step, hop in enumerate(own, start=1):
                 so_far, not_fired = probes.route_at_step(section, step, sample)
                 assert so_far == route[: step + 1]
-                alive = step <= len(route)  # offered to this sample at all
-                if alive and not hop.passed[sample]:
-                    assert not_fired == (hop.source, hop.chosen)
-                elif hop.passed[sample]:
+                if hop.passed[sample]:
                     assert not_fired is None and so_far[-1] == hop.chosen
+                else:
+                    assert not_fired == (hop.source, hop.chosen) and step == len(own)
+            with pytest.raises(ValueError, match=f"step must be in \\[0, {len(own)}\\]"):
+                probes.route_at_step(section, len(own) + 1, sample)
+
+
+def test_a_sample_that_stopped_in_a_batch_is_described_by_its_own_hops(make_model, tokens):
+    model = make_model(n_neurons=12, n_neighbors=3)
+    trace, section, sample = branching_batch(model, tokens)
+    own = offered(section, sample)
+    assert section.hops_of(sample) == own and not own[-1].passed[sample]
+    assert section.stop_reason_of(sample) == "no candidate above threshold"
+    hops = [
+        s for s in probes.walkthrough(model.config, trace, sample) if s.kind == "hop" and s.section == section.section
+    ]
+    assert len(hops) == len(own)  # not the section's later hops, where its row is zero and voltages 0.5
+    assert hops[-1].text.endswith(
+        "The route ends: the strongest candidate's voltage did not exceed its threshold, so the signal stops here."
+    )
+    assert "does not fire" in hops[-1].text
+    figure = figures.hop_step_figure(section, len(own), sample)
+    assert figure.layout.title.text.startswith(f"Hop {len(own)}: {own[-1].source} → {own[-1].chosen} does not fire")
+    with pytest.raises(ValueError, match="route in section"):
+        figures.hop_step_figure(section, len(own) + 1, sample)
