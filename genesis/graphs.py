@@ -194,7 +194,10 @@ def architecture_graph(config: GenesisConfig) -> nx.DiGraph:
         graph.add_node(
             "y", kind="input", label="y (cross-attention)", detail=f"second input, width {d}", layer=0, row=1
         )
-        targets = [f"split {i}" for i in range(n)] if config.n_section == "split" else ["section 0"]
+        # Split: each section's split projects y too. Sequential: every section attends to y itself.
+        targets = (
+            [f"split {i}" for i in range(n)] if config.n_section == "split" else [f"section {i}" for i in range(n)]
+        )
         for target in targets:
             graph.add_edge("y", target, cross=True)
     return graph

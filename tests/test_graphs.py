@@ -123,6 +123,20 @@ def test_architecture_graph(overrides, sections, combiner):
     assert ("y" in graph) == config.n_cross_attention
 
 
+@pytest.mark.parametrize("mode", ["split", "sequential"])
+def test_the_architecture_draws_y_into_the_sections_that_attend_to_it(mode):
+    config = genesis.preset("tiny", n_cross_attention=True, n_section=mode, n_sections=3, n_dim=48)
+    model = genesis.Genesis(config).eval()
+    received = {}
+    for i, section in enumerate(model.sections):  # what each section really receives
+        section.register_forward_pre_hook(lambda _, args, i=i: received.__setitem__(i, args[1].y is not None))
+    model(torch.randint(0, 256, (1, 8)), y=torch.randn(1, 8, config.n_dim))
+    graph = graphs.architecture_graph(config)
+    fed = {node for node in graph.successors("y")}
+    drawn = {i: f"section {i}" in fed or f"split {i}" in fed for i in range(config.n_sections)}
+    assert drawn == received == {i: True for i in range(3)}
+
+
 def test_graphml_round_trip():
     config = genesis.preset("tiny")
     section_graphs = [graphs.wiring_graph(config, i) for i in range(config.n_sections)]
