@@ -221,9 +221,7 @@ def describe_route(trace, sample: int = 0) -> str:
         column = 0 if st.sample is not None else sample
         votes = "  ".join(f"{c.neuron}:{c.voltages[column]:.3f}" for c in st.indexer)
         lines.append(f"section {st.section}: start {st.start}" + (f"  (indexer votes {votes})" if votes else ""))
-        for hop in st.hops:
-            if column >= len(hop.passed):
-                continue
+        for hop in st.hops_of(sample):  # its own: in a batch the route may go on after it stopped
             chosen = next((c for c in hop.candidates if c.neuron == hop.chosen), None)
             voltage = chosen.voltages[column] if chosen else float("nan")
             verdict = "fires" if hop.passed[column] else "stops"
@@ -232,10 +230,10 @@ def describe_route(trace, sample: int = 0) -> str:
                 f"  {hop.source} -> {hop.chosen}: v={voltage:.3f} vs threshold {hop.threshold:.3f}: {verdict}"
                 + (f"  (other candidates {others})" if others else "")
             )
-            if not hop.passed[column]:
-                break
         route = st.route_of(sample)
-        lines.append(f"  route {' -> '.join(map(str, route))}  ({len(route)} fired; {st.stop_reason or 'done'})")
+        lines.append(
+            f"  route {' -> '.join(map(str, route))}  ({len(route)} fired; {st.stop_reason_of(sample) or 'done'})"
+        )
     return "\n".join(lines)
 
 

@@ -63,15 +63,21 @@ class TrainingConfig:
     eval_seed: int = 1  # which validation windows are the fixed evaluation batches
     block_size: int = 64  # window length for text corpora
     val_fraction: float = 0.1
-    snapshot_samples: int = 24  # inputs whose routes make each snapshot (0: none)
+    snapshot_samples: int = 24  # validation inputs whose routes make each snapshot (0: none; at most all)
     output_dir: str | None = None  # final model (+ checkpoints) saved here when set
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "eval_every", "eval_batches", "block_size")
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        """Every field checked by name when the recipe is made, not deep inside train()."""
+        for name in ("steps", "batch_size", "eval_every", "eval_batches", "block_size"):
+            _check_whole(name, getattr(self, name), low=1)
+        for name in ("warmup", "snapshot_samples"):
+            _check_whole(name, getattr(self, name), low=0)
+        for name in ("seed", "eval_seed"):
+            _check_whole(name, getattr(self, name), low=0, high=2**63 - 1)
+        for name in ("early_stop_patience", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                _check_whole(name, getattr(self, name), low=1, none="None or ")
         for name in ("lr", "min_lr", "weight_decay", "beta2", "val_fraction"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -82,22 +88,29 @@ class TrainingConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.beta2 < 1:
             raise ValueError(f"beta2 must be in [0, 1), got {self.beta2}")
-        if self.grad_clip is not None and not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
-            raise ValueError(f"grad_clip must be None (no clipping) or > 0, got {self.grad_clip!r}")
+        clip = self.grad_clip
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
+            raise ValueError(f"grad_clip must be None (no clipping) or a number > 0, got {clip!r}")
+        if clip is not None and not math.isfinite(clip):
+            raise ValueError(f"grad_clip must be finite, got {clip!r}")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
-        for name in ("warmup", "snapshot_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        for name in ("early_stop_patience", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be None or >= 1, got {value}")
+        if not isinstance(self.eval_at_start, bool):
+            raise ValueError(f"eval_at_start must be True or False, got {self.eval_at_start!r}")
+        if self.output_dir is not None and not isinstance(self.output_dir, (str, os.PathLike)):
+            raise ValueError(f"output_dir must be None or a path, got {self.output_dir!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_whole(name: str, value: Any, low: int, high: int | None = None, none: str = "") -> None:
+    """An int (not a bool, not 2.5) in [low, high]; the message names the field."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {none}an integer {bound}, got {value!r}")
 
 
 def learning_rate(step: int, config: TrainingConfig) -> float:
@@ -412,7 +425,7 @@ class TrainingResult:
     config: dict[str, Any]
     events: list[TrainingEvent] = field(default_factory=list)
     steps_done: int = 0
-    stop_reason: str = "completed"  # "completed", "early stop", "stopped" or DIVERGED
+    stop_reason: str = "running"  # then "completed", "early stop", "stopped" or DIVERGED (a checkpoint: "running")
     seconds: float = 0.0
     tokens: int = 0
 
@@ -517,19 +530,15 @@ class _Evaluator:
         self.batches = [
             b.to(device) for b in task.eval_batches(config.eval_batches, config.batch_size, config.eval_seed)
         ]
-        first = self.batches[0]
         n = config.snapshot_samples if is_routed(model) else 0
-        self.snapshot_batch = Batch(
-            first.input_ids[:n],
-            labels=None if first.labels is None else first.labels[:n],
-            attention_mask=None if first.attention_mask is None else first.attention_mask[:n],
-        )
+        # Their own draw, not a slice of the first evaluation batch: that capped them at batch_size.
+        self.snapshot_batch = task.eval_batches(1, n, config.eval_seed)[0].to(device) if n else None
         self.early_stop = EarlyStopping(config.early_stop_patience)
 
     def __call__(self, event: TrainingEvent) -> bool:
         """Fill the event's evaluation fields; True when early stop says enough."""
         event.val_loss, event.val_accuracy = evaluate(self.model, self.batches)
-        if len(self.snapshot_batch):
+        if self.snapshot_batch is not None:
             event.snapshot = route_snapshot(self.model, self.snapshot_batch, event.step, self.task.class_names)
         return self.early_stop.update(event.val_loss)
 
@@ -606,6 +615,8 @@ def train(
         evaluator(event)
         event.elapsed = time.perf_counter() - began
         report(event)
+    if result.stop_reason == "running":
+        result.stop_reason = "completed"
     model.eval()
     result.seconds = time.perf_counter() - began
     if config.output_dir and result.stop_reason != DIVERGED:

@@ -4,6 +4,7 @@ and the Hugging Face Trainer path in one process (DDP has its own test)."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -120,6 +121,14 @@ def test_bad_settings_are_refused_with_the_field_named(brackets):
     for name, value in (("grad_clip", -1.0), ("grad_clip", 0), ("weight_decay", -0.1), ("beta2", 2.0), ("lr", "1e-3")):
         with pytest.raises(ValueError, match=name):  # a negative clip would flip every gradient
             TrainingConfig(**{name: value})
+    wrong_types = [  # each used to pass, or to fail inside train() without the field's name
+        ("warmup", "5"), ("early_stop_patience", "2"), ("checkpoint_every", 1.5), ("snapshot_samples", 2.5),
+        ("seed", "a"), ("seed", 1.5), ("seed", 2**64), ("steps", True), ("batch_size", True),
+        ("grad_clip", True), ("eval_at_start", "no"), ("output_dir", 5),
+    ]  # fmt: skip
+    for name, value in wrong_types:
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            TrainingConfig(**{name: value})
     lm = Genesis(GenesisConfig(**SMALL))
     with pytest.raises(ValueError, match="n_output"):
         training.train(lm, brackets, TrainingConfig(steps=1))
@@ -143,10 +152,20 @@ def test_checkpoints_round_trip(tmp_path, brackets):
     for folder in (tmp_path, tmp_path / "checkpoint-3", tmp_path / "checkpoint-6"):
         assert (folder / "model.safetensors").is_file() and (folder / "training.json").is_file()
         assert not list(folder.glob("*.bin"))
+    reasons = [
+        json.loads((f / "training.json").read_text())["stop_reason"] for f in (tmp_path / "checkpoint-3", tmp_path)
+    ]
+    assert reasons == ["running", "completed"]  # a checkpoint is not the end of the run
     loaded = gio.load_folder(tmp_path)
     x = brackets.val.input_ids[:4]
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).outputs, model(x).outputs, atol=1e-5, rtol=0)
+
+
+def test_snapshots_take_as_many_inputs_as_asked_whatever_the_batch_size(brackets):
+    recipe = TrainingConfig(steps=1, batch_size=4, eval_batches=1, snapshot_samples=10)
+    result = training.train(small_model(brackets), brackets, recipe)
+    assert [e.snapshot.samples for e in result.evaluations] == [10, 10]  # used to be capped at batch_size
 
 
 def test_should_stop_ends_the_run_between_steps(brackets):
