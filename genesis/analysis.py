@@ -117,10 +117,12 @@ def with_fields(model: Genesis, **fields: Any) -> Genesis:
     """
     if not fields and not model.training:
         return model
-    config = GenesisConfig(**{**model.config.user_dict(), **fields})
-    copy = Genesis(config, max_activation_bytes=None)
-    copy.load_state_dict(model.state_dict())
-    return copy.to(next(model.parameters()).device).eval()
+    # The whole config (class names, eos/pad ids), and the weights' dtype and device.
+    config = GenesisConfig.from_dict({**model.config.to_dict(), **fields})
+    weight = next(model.parameters())
+    twin = Genesis(config, max_activation_bytes=None).to(weight.dtype)
+    twin.load_state_dict(model.state_dict())
+    return twin.to(weight.device).eval()
 
 
 def routing_copy(model: Genesis, routing: str) -> Genesis:
@@ -159,6 +161,8 @@ def run_many(
     of equal-length inputs, so a route depends on which inputs share its batch.
     Raises ValueError (TextError) for an empty text or a model that cannot read texts.
     """
+    if isinstance(texts, (str, bytes)):  # a string is iterable: it would run one text per character
+        raise TypeError("texts must be a list of texts, not one text: run_many(model, [text])")
     texts = list(texts)
     if not texts:
         raise ValueError("no inputs: give at least one text")
@@ -282,6 +286,8 @@ def transitions(run: ActivationRun) -> pd.DataFrame:
 
 def transition_matrix(run: ActivationRun, section: int) -> pd.DataFrame:
     """Source × target neuron counts of the hops that fired in one section."""
+    if not 0 <= section < run.n_sections:
+        raise ValueError(f"section must be in [0, {run.n_sections - 1}], got {section}")
     hops = transitions(run)
     hops = hops[hops["section"] == section]
     matrix = hops.pivot_table(index="source", columns="target", values="count", aggfunc="sum", fill_value=0)
@@ -418,7 +424,8 @@ def route_difference(route_a: Route | RoutingTrace, route_b: Route | RoutingTrac
                 same=same,
             )
         )
-    frame = pd.DataFrame(rows)
+    columns = ["section", "route_a", "route_b", "shared_prefix", "first_divergent_hop", "neuron_a", "neuron_b", "same"]
+    frame = pd.DataFrame(rows, columns=columns)  # the columns also when there are no sections
     return frame.astype({"first_divergent_hop": "Int64", "neuron_a": "Int64", "neuron_b": "Int64"})
 
 
@@ -499,7 +506,7 @@ def parse_seeds(text: str, limit: int = 16) -> list[int]:
     """'1, 2 3' -> [1, 2, 3]: distinct non-negative integers, at most `limit`; ValueError says why not."""
     seeds: list[int] = []
     for part in text.replace(",", " ").split():
-        if not part.isdigit():
+        if not (part.isascii() and part.isdigit()):  # isdigit alone takes '²' and Arabic-Indic digits
             raise ValueError(f"seeds must be non-negative integers separated by commas or spaces, got {part!r}")
         if int(part) not in seeds:
             seeds.append(int(part))

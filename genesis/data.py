@@ -556,8 +556,10 @@ def load_text_file(path_or_bytes: PathOrBytes, max_bytes: int = 5_000_000) -> st
         raise DataError(f"{name} is not valid UTF-8 at byte {exc.start + skip}{hint}") from None
     if not text.strip():
         raise DataError(f"{name} is empty")
-    if "\x00" in text:  # valid UTF-8, but no text file holds NUL characters
-        raise DataError(f"{name} contains NUL characters: it is binary, or UTF-16 without a byte-order mark")
+    if text.count("\x00") * 3 >= len(text):  # valid UTF-8, but ASCII as UTF-16 has every other byte NUL
+        raise DataError(
+            f"{name} is mostly NUL characters: UTF-16 without a byte-order mark, or binary (save it as UTF-8)"
+        )
     return text
 
 

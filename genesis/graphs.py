@@ -52,6 +52,8 @@ def wiring_graph(
     else:
         neighbors = neighbor_wiring(config)[section]
         thresholds = [INITIAL_THRESHOLD] * config.n_neurons if thresholds is None else thresholds
+    if len(thresholds) != config.n_neurons:
+        raise ValueError(f"thresholds must have one value per neuron ({config.n_neurons}), got {len(thresholds)}")
     attentive = config.n_attentive_neurons
     starts = set(start_neurons(config))
     graph = nx.DiGraph(section=section, n_attentive=attentive)

@@ -9,6 +9,7 @@ lives in `genesis.routing`; this file holds the arithmetic of each part.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import operator
@@ -26,7 +27,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, check_size, validate
+from .configuration import FIELDS, ROUTING_MODES, ConfigError, GenesisConfig, check_size, validate
 from .trace import Recorder, RoutingTrace
 
 DROPOUT = 0.1
@@ -522,6 +523,13 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         # Refuse oversized configs before allocating: max_parameters / max_activation_bytes as in
         # configuration.check_size, where None lifts that limit. Activations are estimated for one
         # full-length sequence: the caller's batch size is not known yet.
+        for name in size_limits:  # from_pretrained hands on every keyword the config did not take
+            if name in FIELDS:
+                raise ConfigError(name, "is a config field: set it in the config, not in Genesis(config, ...)")
+            if name not in ("max_parameters", "max_activation_bytes"):
+                close = difflib.get_close_matches(name, [*FIELDS, "max_parameters", "max_activation_bytes"], n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(name, f"is not a Genesis field nor a size limit{hint}")
         check_size(config, **{"batch_size": 1, **size_limits})
         super().__init__(config)
         # Layers initialise themselves from torch's global generator before reset_parameters()
@@ -712,6 +720,8 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         """Name what is wrong with the inputs, before a shape error deep inside says it less clearly."""
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"inputs must be a tensor, got {type(x).__name__}")
+        if x.numel() == 0:  # before the dtype: torch.tensor([[]]) is a float tensor
+            raise ValueError(f"empty inputs: shape {tuple(x.shape)} (need at least one sample of one position)")
         if self.config.n_input == "reading":
             if x.dim() != 2 or x.dtype not in (torch.long, torch.int32):
                 raise ValueError(
@@ -761,7 +771,15 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         if self.config.n_output != "causal_lm":
             raise ValueError(f"generate() needs a language model (n_output='causal_lm'), not {self.config.n_output!r}")
         kwargs["use_cache"] = False
-        mask = kwargs.get("attention_mask")
+        prompt = _given(args[0] if args else None, kwargs.get("inputs"), kwargs.get("input_ids"))
+        if isinstance(prompt, torch.Tensor) and prompt.dim() != 2:
+            raise ValueError(
+                f"prompts must be a (batch, length) tensor of token ids, got shape {tuple(prompt.shape)}"
+                + (" (one prompt: ids[None])" if prompt.dim() == 1 else "")
+            )
+        mask, pad = kwargs.get("attention_mask"), kwargs.get("pad_token_id")
+        if mask is None and isinstance(prompt, torch.Tensor) and pad is not None and bool((prompt == pad).any()):
+            mask = prompt != pad  # transformers infers this mask from the pad id: the same caveat holds
         if isinstance(mask, torch.Tensor) and not bool(mask.all()):
             warnings.warn(
                 "the attention mask pads some prompts: in Genesis padding changes routes and outputs (somas average "

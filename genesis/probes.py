@@ -65,6 +65,8 @@ def routes_alone(model: Genesis, ids: list[int]) -> list[list[int]]:
 
 def top_k_next(output: GenesisOutput, k: int = 10, sample: int = 0, position: int = -1) -> list[tuple[int, float]]:
     """The k likeliest next tokens after `position` as (token id, probability), likeliest first."""
+    if output.logits is None or output.logits.dim() != 3:
+        raise ValueError("top_k_next needs a language model's output: logits over the vocabulary at each position")
     probs = torch.softmax(output.logits[sample, position].float(), dim=-1)
     values, indices = probs.topk(min(k, probs.shape[-1]))
     return list(zip(indices.tolist(), values.tolist()))
@@ -157,6 +159,10 @@ def batch_vs_alone(model: Genesis, lines: list[list[int]]) -> tuple[GenesisOutpu
     In batch routing the candidate is chosen by the batch mean (SPEC flaw 4), and padding enters
     each soma's mean over positions, so a line's route in a batch can differ from its own.
     """
+    if not lines:
+        raise ValueError("no lines: give at least one")
+    if empty := [i for i, line in enumerate(lines) if not len(line)]:
+        raise ValueError(f"line {empty[0]} is empty: every line needs at least one token")
     x, mask = pad_batch(lines)
     batch = run(model, x, mask if len(lines) > 1 else None)
     batch_routes = batch.trace.sample_routes()
@@ -212,6 +218,11 @@ def copy_for_edits(model: Genesis) -> Genesis:
 @torch.no_grad()
 def set_threshold(edited: Genesis, original: Genesis, section: int, neuron: int, value: float) -> Genesis:
     """`edited` (a copy of `original`) with original thresholds except one neuron's: `value`."""
+    sections, neurons = len(original.sections), original.config.n_neurons
+    if not 0 <= section < sections:
+        raise ValueError(f"section must be in [0, {sections - 1}], got {section}")
+    if not 0 <= neuron < neurons:  # -1 would silently edit the last neuron
+        raise ValueError(f"neuron must be in [0, {neurons - 1}], got {neuron}")
     for mine, theirs in zip(edited.sections, original.sections):
         mine.threshold.copy_(theirs.threshold)
     edited.sections[section].threshold[neuron] = value

@@ -16,7 +16,8 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     """Byte-level tokenizer: token id = byte value (0..255), 256 = end-of-text, 257 = pad.
 
     Any text round-trips as its UTF-8 bytes (emoji, CJK, control characters, even the text of a
-    special token), and nothing is read from disk.
+    special token), and nothing is read from disk. A lone surrogate ("\\ud800") has no UTF-8 bytes
+    and the tokenizer refuses it; `encode_text` turns it into "?".
     """
     # Byte-level pre-tokenizer maps each byte to one printable character; the vocab is those 256.
     alphabet = pre_tokenizers.ByteLevel.alphabet()
@@ -82,6 +83,8 @@ def encode_text(
     """
     if not isinstance(text, str):
         raise TextError(f"text must be a string, got {type(text).__name__}")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")  # ids[-0:] is all of them
     if not text.strip():
         raise TextError("the input is empty: type some text")
     if tokenizer is None:

@@ -253,6 +253,8 @@ def load_data(
     make = gdata.TASKS.get(name) or gdata.LM_TASKS.get(name)
     if make is None:
         raise ValueError(f"unknown data {name!r}; built-in: {', '.join(DATA_SOURCES)}")
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 2:
+        raise ValueError(f"examples must be an integer >= 2 (one to train on, one to validate), got {examples!r}")
     n_val = max(1, int(examples * val_fraction))
     # A different seed for the held-out rows; identical strings can recur, as in any sampled task.
     return ExampleTask(make(examples - n_val, seq_len, seed), make(n_val, seq_len, seed + 1_000_003))
@@ -318,6 +320,8 @@ def _correct(logits: torch.Tensor, labels: torch.Tensor) -> int:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: list[Batch]) -> tuple[float, float | None]:
     """Mean loss over the batches in eval mode, and accuracy when the labels are classes."""
+    if not batches:
+        raise ValueError("no batches to evaluate")
     was_training = model.training
     model.eval()
     losses, correct, total = [], 0, 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genesis import Genesis, analysis, stat_figures
+from genesis import Genesis, GenesisConfig, analysis, stat_figures
 from genesis.data import sample_texts
 from genesis.tokenization import TextError, encode_text
 from genesis.trace import STOP_BELOW_THRESHOLD
@@ -210,6 +211,25 @@ def test_with_fields_rewires_with_the_same_weights(model):
         assert torch.equal(a, b), name
 
 
+def test_with_fields_keeps_the_whole_config_and_the_weights_dtype(model):
+    named = analysis.with_fields(
+        Genesis(GenesisConfig(**{**model.config.user_dict(), "id2label": {0: "a"}, "eos_token_id": 256})),
+        n_routing="sample",
+    )
+    assert named.config.id2label == {0: "a"} and named.config.eos_token_id == 256  # used to be reset
+    wide = analysis.with_fields(copy.deepcopy(model).double(), n_routing="sample")
+    assert {p.dtype for p in wide.parameters()} == {torch.float64}  # used to come back float32
+
+
+def test_edge_inputs_get_messages_that_name_the_problem(model, run):
+    with pytest.raises(TypeError, match="not one text"):
+        analysis.run_many(model, "hello")  # used to run five one-letter texts
+    with pytest.raises(ValueError, match=r"section must be in \[0, 1\], got 5"):
+        analysis.transition_matrix(run, 5)  # used to be an all-zero table
+    empty = analysis.route_difference([], [])
+    assert empty.empty and "first_divergent_hop" in empty.columns  # used to be a KeyError
+
+
 def test_seed_stability(model):
     texts = TEXTS[:8]
     table = analysis.seed_stability(model, [model.config.n_seed, 7, 8], texts)
@@ -228,7 +248,7 @@ def test_seed_stability(model):
 
 def test_parse_seeds():
     assert analysis.parse_seeds("1, 2 3,,2") == [1, 2, 3]
-    for bad in ("", "1, x", "-1", " , "):
+    for bad in ("", "1, x", "-1", " , ", "²", "١٢"):  # isdigit() alone takes the last two
         with pytest.raises(ValueError):
             analysis.parse_seeds(bad)
     with pytest.raises(ValueError, match="at most"):

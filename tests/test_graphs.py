@@ -45,6 +45,12 @@ def test_wiring_graph_nodes_edges_and_attributes():
         assert all(graph.edges[e]["usable"] == (e[1] >= 4) for e in graph.edges)
 
 
+def test_thresholds_of_the_wrong_length_are_refused():
+    config = genesis.preset("tiny")
+    with pytest.raises(ValueError, match=f"one value per neuron \\({config.n_neurons}\\), got 1"):
+        graphs.wiring_graph(config, 0, thresholds=[0.1])  # used to be a bare IndexError
+
+
 def test_wiring_from_config_equals_wiring_from_model_and_thresholds_follow_the_model():
     config = genesis.preset("tiny")
     model = genesis.Genesis(config)

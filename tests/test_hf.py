@@ -162,6 +162,15 @@ def test_a_per_pass_field_set_to_a_bad_value_is_refused_before_it_runs_or_saves(
     assert not (tmp_path / "config.json").exists()
 
 
+def test_a_misspelled_keyword_is_named_with_the_field_it_resembles(tmp_path, make_model):
+    make_model().save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="n_routng: .*did you mean n_routing"):
+        Genesis.from_pretrained(tmp_path, n_routng="sample")  # used to be a TypeError from check_size
+    assert Genesis.from_pretrained(tmp_path, n_routing="sample").config.n_routing == "sample"
+    with pytest.raises(ConfigError, match="n_routing: is a config field"):
+        Genesis(make_model().config, n_routing="sample")
+
+
 # -- generate -------------------------------------------------------------------------------------
 
 
@@ -206,6 +215,20 @@ def test_generate_warns_when_the_mask_pads(lm_model, tokens):
     alone = lm_model(prompt[:1, 2:]).logits[0, -1]
     padded = lm_model(prompt, attention_mask=mask).logits[0, -1]
     assert not torch.allclose(alone, padded)  # what the warning is about
+
+
+def test_generate_warns_when_transformers_infers_a_padding_mask(lm_model, tokens):
+    prompt = tokens(2, 5, seed=2)
+    prompt[0, :2] = PAD  # no attention_mask: transformers builds one from the pad id
+    with pytest.warns(UserWarning, match="padding changes routes and outputs"):
+        lm_model.generate(prompt, max_new_tokens=1, do_sample=False, pad_token_id=PAD)
+
+
+def test_generate_refuses_a_prompt_that_is_not_a_batch(lm_model, tokens):
+    with pytest.raises(
+        ValueError, match=r"\(batch, length\) tensor of token ids, got shape \(5,\) \(one prompt: ids\[None\]\)"
+    ):
+        lm_model.generate(tokens(1, 5)[0], max_new_tokens=1)  # used to be an IndexError inside transformers
 
 
 def test_eos_stops_generation(lm_model, tokens):

@@ -80,6 +80,23 @@ def test_causality_leaks_only_through_the_route(lm_model, tokens):
     assert probes.causality(lm_model, ids, max_positions=3).positions == [7, 8, 9]
 
 
+def test_edge_inputs_get_messages_that_name_the_problem(lm_model, classifier_model, tokens):
+    with pytest.raises(ValueError, match="no lines"):
+        probes.batch_vs_alone(lm_model, [])
+    with pytest.raises(ValueError, match="line 1 is empty"):
+        probes.batch_vs_alone(lm_model, [[1, 2], []])
+    for empty in ([], torch.zeros(1, 0, dtype=torch.long)):  # [] used to be called floats for a bridge model
+        with pytest.raises(ValueError, match=r"^empty inputs"):
+            probes.run(lm_model, empty)
+    with pytest.raises(ValueError, match="needs a language model's output"):
+        probes.top_k_next(classifier_model(tokens(1, 6)))  # used to be an IndexError
+    edited = probes.copy_for_edits(lm_model)
+    with pytest.raises(ValueError, match=r"neuron must be in \[0, 7\], got -1"):
+        probes.set_threshold(edited, lm_model, 0, -1, 0.1)  # used to edit the last neuron
+    with pytest.raises(ValueError, match=r"section must be in \[0, 1\], got 2"):
+        probes.set_threshold(edited, lm_model, 2, 0, 0.1)
+
+
 def test_set_threshold_changes_only_the_copy(lm_model, tokens):
     ids = tokens(1, 10)[0].tolist()
     before = [list(t) for t in lm_model.thresholds()]

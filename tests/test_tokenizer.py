@@ -86,6 +86,12 @@ def test_non_text_is_refused():
         encode_text(b"bytes", 16)
 
 
+@pytest.mark.parametrize("limit", [0, -1, True, 2.5])
+def test_a_limit_below_one_token_is_refused(limit):
+    with pytest.raises(ValueError, match="max_tokens must be an integer >= 1"):
+        encode_text("hello", limit)  # 0 used to keep all 5 ids (ids[-0:]) while the note said 0
+
+
 def test_short_text_is_kept_whole():
     ids, note = encode_text("héllo 🧠", 64)
     assert ids == list("héllo 🧠".encode())

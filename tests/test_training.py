@@ -129,6 +129,10 @@ def test_bad_settings_are_refused_with_the_field_named(brackets):
     for name, value in wrong_types:
         with pytest.raises(ValueError, match=f"^{name} must be"):
             TrainingConfig(**{name: value})
+    with pytest.raises(ValueError, match="examples must be an integer >= 2"):
+        training.load_data("brackets", examples=0)  # used to say "n must be >= 0, got -1"
+    with pytest.raises(ValueError, match="no batches"):
+        training.evaluate(small_model(brackets), [])  # used to divide by zero
     lm = Genesis(GenesisConfig(**SMALL))
     with pytest.raises(ValueError, match="n_output"):
         training.train(lm, brackets, TrainingConfig(steps=1))
