@@ -264,11 +264,13 @@ def config_for_task(config: GenesisConfig, task: Task) -> GenesisConfig:
     """The config with the output part the task needs (a classifier with one output per class, or an LM)."""
     _check_reads_text(config.n_input)
     values = config.user_dict()
-    names = {}
+    # The data is bytes: end-of-text and pad are the byte tokenizer's, so a saved model's
+    # generation_config stops at end-of-text and pipelines pad with the right id.
+    names: dict[str, Any] = dict(eos_token_id=gdata.EOS_ID, pad_token_id=gdata.PAD_ID)
     if task.kind == "classification":
         values.update(n_output="sequence_classifier", n_outputs=task.n_classes)
         if task.class_names and len(task.class_names) == task.n_classes:  # shown instead of "class 0", ...
-            names = {"id2label": dict(enumerate(task.class_names))}
+            names["id2label"] = dict(enumerate(task.class_names))
     else:
         values.update(n_output="causal_lm", n_outputs=1)
     values["n_pos_size"] = max(values["n_pos_size"], task.seq_len)

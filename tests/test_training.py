@@ -373,3 +373,19 @@ def test_a_classifier_shows_its_task_class_names(brackets, tmp_path):
     assert list(chart.data[0].x) == brackets.class_names
     Genesis(config).save_pretrained(tmp_path)
     assert probes.class_names(Genesis.from_pretrained(tmp_path).config) == brackets.class_names
+
+
+def test_a_trained_language_model_stops_at_end_of_text_after_reloading(tmp_path):
+    """Training data is bytes, so the config carries the byte tokenizer's end-of-text and pad ids:
+    save_pretrained writes them to generation_config.json, and generate() stops without being told."""
+    task = training.as_task("abcdefgh" * 200, block_size=16)
+    config = training.config_for_task(preset("tiny"), task)
+    assert (config.eos_token_id, config.pad_token_id) == (gdata.EOS_ID, gdata.PAD_ID)
+    model = Genesis(config).eval()
+    with torch.no_grad():
+        model.output.lm_head.bias[gdata.EOS_ID] = 100.0  # it now always says end-of-text
+    model.save_pretrained(tmp_path)
+    reloaded = Genesis.from_pretrained(tmp_path).eval()
+    assert json.loads((tmp_path / "generation_config.json").read_text())["eos_token_id"] == gdata.EOS_ID
+    out = reloaded.generate(torch.tensor([[97, 98]]), max_new_tokens=10, do_sample=False)
+    assert out[0, 2:].tolist() == [gdata.EOS_ID]  # used to run all 10 tokens
