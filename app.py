@@ -9,7 +9,7 @@ keep_freed_memory()  # this process's malloc keeps freed buffers for the next pa
 st.set_page_config(page_title="Genesis Explorer", page_icon="🧠", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True, url_path="home"),
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),  # at "/": a default page has no path of its own
     st.Page("pages/build.py", title="Build", icon="🧱", url_path="build"),
     st.Page("pages/run.py", title="Run", icon="▶️", url_path="run"),
     st.Page("pages/activations.py", title="Activations", icon="📊", url_path="activations"),

@@ -415,8 +415,8 @@ def route_difference(route_a: Route | RoutingTrace, route_b: Route | RoutingTrac
         rows.append(
             dict(
                 section=section,
-                route_a="→".join(map(str, ra)),
-                route_b="→".join(map(str, rb)),
+                route_a="→".join(map(str, ra)) if section < len(a) else f"(no section {section})",
+                route_b="→".join(map(str, rb)) if section < len(b) else f"(no section {section})",
                 shared_prefix=shared,
                 first_divergent_hop=None if same else shared,
                 neuron_a=None if same or shared >= len(ra) else ra[shared],
@@ -491,7 +491,7 @@ def compare_configs(
                 config=name,
                 parameters=parameter_count(model),
                 latency_ms=forward_latency(model, latency_text, repeats),
-                mean_activation_count=float(run.inputs["count"].mean()),
+                mean_neurons_fired=float(run.inputs["count"].mean()),
                 route_diversity=route_diversity(run),
                 distinct_routes=len(set(route_keys(run))),
                 inputs=run.n_inputs,
@@ -542,10 +542,10 @@ def seed_stability(
                 changed_share=changed / len(routes),
                 mean_shared_steps=statistics.fmean(shared),
                 route_diversity=route_diversity(run),
-                mean_activation_count=float(run.inputs["count"].mean()),
+                mean_neurons_fired=float(run.inputs["count"].mean()),
             )
         )
-    columns = ["seed", "changed", "changed_share", "mean_shared_steps", "route_diversity", "mean_activation_count"]
+    columns = ["seed", "changed", "changed_share", "mean_shared_steps", "route_diversity", "mean_neurons_fired"]
     return pd.DataFrame(rows, columns=columns)
 
 

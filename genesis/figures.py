@@ -175,7 +175,9 @@ def wiring_figure(
     plain = [n for n, d in graph.nodes(data=True) if d["kind"] == PLAIN and not d.get("unreachable")]
     unreachable = [n for n, d in graph.nodes(data=True) if d["kind"] == PLAIN and d.get("unreachable")]
     traces.append(_node_trace(graph, attentive, pos, "attentive (start candidates)", ATTENTIVE_COLOR, "circle"))
-    traces.append(_node_trace(graph, plain, pos, "plain", PLAIN_COLOR, "circle"))
+    # Without attentive neurons the indexer picks among all of them: every neuron is a start candidate.
+    plain_name = "plain" if attentive else "plain (all start candidates: no attentive neurons)"
+    traces.append(_node_trace(graph, plain, pos, plain_name, PLAIN_COLOR, "circle"))
     if unreachable:
         traces.append(_node_trace(graph, unreachable, pos, "plain, unreachable", PLAIN_COLOR, "x"))
     for order, color, name, dash in (

@@ -62,23 +62,24 @@ def read_config(
     else:
         data, name = _read(source, name, max_bytes)
         values = _parse_json(data, name)
+    where = f"{name}: " if name else ""  # fields from a URL or widgets: the field names say enough
     if not isinstance(values, dict):
-        raise LoadError(f"{name}: must be a JSON object of config fields, got {type(values).__name__}")
+        raise LoadError(f"{where}must be a JSON object of config fields, got {type(values).__name__}")
     if values.get("model_type", "genesis") != "genesis":
-        raise LoadError(f"{name}: model_type is {values.get('model_type')!r}, not 'genesis'")
+        raise LoadError(f"{where}model_type is {values.get('model_type')!r}, not 'genesis'")
     unknown = sorted(map(str, set(values) - set(FIELDS) - HF_BOOKKEEPING))
     if unknown:
-        raise LoadError(f"{name}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(FIELDS)}")
+        raise LoadError(f"{where}unknown field(s) {', '.join(unknown)}; known fields: {', '.join(FIELDS)}")
     fields = {k: v for k, v in values.items() if k in FIELDS}
     if fields.get("n_section", "split") not in SECTION_MODES:  # a typo would silently run sequentially
         raise LoadError(
-            f"{name}: n_section: must be 'split' or 'sequential', got {fields['n_section']!r} (the original ran "
+            f"{where}n_section: must be 'split' or 'sequential', got {fields['n_section']!r} (the original ran "
             "anything but 'split' one section after another: write 'sequential' for that)"
         )
     try:
         return config_from_original(fields)
     except ConfigError as e:
-        raise LoadError(f"{name}: {e}") from None
+        raise LoadError(f"{where}{e}") from None
 
 
 def _parse_json(data: bytes, name: str) -> Any:
@@ -235,4 +236,4 @@ def model_to_bytes(model: Genesis) -> tuple[bytes, bytes]:
 
 def config_from_dict(values: dict[str, Any]) -> GenesisConfig:
     """A config from user fields (URL, widgets), with LoadError for unknown names."""
-    return read_config(values, "config")
+    return read_config(values, "")

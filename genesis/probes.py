@@ -99,14 +99,15 @@ def continuation(
     sampling at once would interleave draws) and the caller's generator state is restored after."""
     with _SAMPLING, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        # Temperature 0 is greedy: no sampling flags then (transformers warns that they are ignored).
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else {}
         out = model.generate(
             torch.tensor([ids], device=model.device),
             max_new_tokens=max_new_tokens,
-            do_sample=temperature > 0,
-            temperature=max(temperature, 1e-5),
-            top_p=top_p,
+            do_sample=False,
             eos_token_id=EOS_ID,
             pad_token_id=PAD_ID,
+            **sampling,
         )
     return [t for t in out[0, len(ids) :].tolist() if t != PAD_ID]
 

@@ -173,7 +173,7 @@ def comparison_bars(table: pd.DataFrame) -> go.Figure:
     metrics = (
         ("parameters", "parameters"),
         ("latency_ms", "forward latency (ms)"),
-        ("mean_activation_count", "mean neurons fired"),
+        ("mean_neurons_fired", "mean neurons fired"),
         ("route_diversity", "route diversity (bits)"),
     )
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[title for _, title in metrics])

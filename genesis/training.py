@@ -585,6 +585,7 @@ def train(
     if config.eval_at_start:
         event = TrainingEvent(0, config.steps, None, learning_rate(0, config), 0.0, 0.0)
         evaluator(event)
+        event.elapsed = time.perf_counter() - began  # a large model's first evaluation takes a while
         report(event)
     model.train()
     for step in range(1, config.steps + 1):

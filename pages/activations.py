@@ -125,7 +125,10 @@ with starts_tab:
     table("Start neurons", starts, "start_distribution")
     table("Route lengths", lengths, "route_lengths")
     table("Stop reasons", stops, "stop_reasons")
+no_hops = "every route ended at its start neuron (in a config without neighbors, no route can hop)."
 with hops_tab:
+    if analysis.transitions(run).empty:
+        st.info(f"No route hopped: {no_hops}")
     section = st.selectbox("Section", range(run.n_sections), key="act_section")
     st.plotly_chart(
         stat_figures.transition_heatmap(analysis.transition_matrix(run, section), section), key="act_transitions"
@@ -136,7 +139,10 @@ with misses_tab:
         "Each candidate's best voltage − threshold per input. Blue: above its threshold (it fired, or lost the "
         "vote to a stronger neighbor); red: below. NaN: never a candidate for that input."
     )
-    st.plotly_chart(stat_figures.near_miss_heatmap(analysis.near_miss(run), run.texts), key="act_near_miss")
+    if run.candidates.empty:
+        st.info(f"No neuron was ever a candidate: {no_hops}")
+    else:
+        st.plotly_chart(stat_figures.near_miss_heatmap(analysis.near_miss(run), run.texts), key="act_near_miss")
     table("Who almost fired", analysis.near_misses(run), "near_misses", index=False)
     table("Every candidate at every hop", run.candidates, "candidates", index=False)
 with balance_tab:

@@ -12,6 +12,7 @@ from pages.common import (
     config_fields,
     config_figure,
     config_json,
+    fitting_config,
     model_picker,
     page_header,
     parse_fields,
@@ -141,9 +142,15 @@ def _control(name: str, value) -> None:
 
 
 def draw_wiring(config: genesis.GenesisConfig, key: str) -> None:
+    starts = (
+        "Attentive neurons (red) are where routes start; a route only hops to plain neurons (blue) that have "
+        "not fired yet."
+        if config.n_attentive_neurons
+        else "This config has no attentive neurons, so a route starts at whichever neuron has the highest "
+        "voltage (any of them) and hops to neighbors that have not fired yet."
+    )
     st.caption(
-        "Each neuron's arrows go to its neighbors. Attentive neurons (red) are where routes start; a route "
-        "only hops to plain neurons (blue) that have not fired yet. A cross marks a plain neuron that no "
+        f"Each neuron's arrows go to its neighbors. {starts} A cross marks a plain neuron that no "
         "start neuron can ever reach: it never fires, whatever the weights."
     )
     sections = list(range(config.n_sections))
@@ -193,6 +200,9 @@ if error:
 _, size_error = validate_fields(fields)
 if size_error:
     st.warning(f"{size_error} It is drawn and counted below but cannot be built in this app.")
+    if (smaller := fitting_config(config)) is not None and smaller.user_dict() != fields:
+        # Its sizes need not be on the sliders (halving 640 gives 320): one click sets them all.
+        st.button("Use the smaller config", on_click=_apply, args=(smaller.user_dict(),), key="build_use_smaller")
 
 key = config_json(config)
 st.plotly_chart(config_figure("parameters", key), key="build_parameters")

@@ -106,11 +106,10 @@ def validate_fields(fields: dict[str, Any]) -> tuple[genesis.GenesisConfig | Non
     config, error = parse_fields(fields)
     if error:
         return None, error
-    limits = (APP_MAX_PARAMETERS, APP_MAX_ACTIVATION_BYTES, 8, min(config.n_pos_size, 256))
     try:
-        check_size(config, *limits)
+        check_size(config, *_limits(config))
     except SizeError as e:
-        return None, f"Too large for this app: {e}. {_suggestion(config, limits)}"
+        return None, f"Too large for this app: {e}. {_suggestion(config)}"
     if problem := wiring_too_large(config):
         return None, f"Too large for this app: {problem}."
     return config, None
@@ -127,9 +126,19 @@ def wiring_too_large(config: genesis.GenesisConfig) -> str | None:
     )
 
 
-def _suggestion(config: genesis.GenesisConfig, limits: tuple) -> str:
-    """Name the fields to change, from the library's own shrinking of the config."""
-    smaller = smaller_config(config, *limits)
+def _limits(config: genesis.GenesisConfig) -> tuple:
+    """check_size's limits in the app: parameters, activations of a batch of 8 of up to 256 tokens."""
+    return APP_MAX_PARAMETERS, APP_MAX_ACTIVATION_BYTES, 8, min(config.n_pos_size, 256)
+
+
+def fitting_config(config: genesis.GenesisConfig) -> genesis.GenesisConfig | None:
+    """A config like `config` that the app can build (the library's own shrinking), or None."""
+    return smaller_config(config, *_limits(config))
+
+
+def _suggestion(config: genesis.GenesisConfig) -> str:
+    """Name the fields to change."""
+    smaller = fitting_config(config)
     if smaller is None:
         return "Try a smaller config."
     changes = [f"{k}={v}" for k, v in smaller.user_dict().items() if v != getattr(config, k)]

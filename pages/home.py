@@ -36,7 +36,8 @@ page_header("Genesis Explorer", None)
 model_line = st.empty()  # says which model once it is loaded, below
 st.markdown(
     "**Genesis** is a network of *neurons* grouped in *sections*. In each section an *indexer* picks "
-    "a start neuron (one of the attentive neurons, the ones with attention), which fires and then "
+    "a start neuron (one of the attentive neurons, the ones with attention; any neuron in a config "
+    "without them), which fires and then "
     "offers its signal to its wired neighbors: the one with the highest *voltage* fires next if that "
     "voltage exceeds its *threshold*. So each input takes a **route** through a few neurons instead "
     "of through every layer. Build a network on **Build**, run text on **Run**, watch many inputs on "

@@ -83,7 +83,8 @@ if config.n_output == "causal_lm":
         st.markdown("**Sampled continuation**")
         knobs = st.columns(4)
         temperature = knobs[0].slider("temperature", 0.0, 2.0, 0.8, 0.05, key="run_temperature")
-        top_p = knobs[1].slider("top-p", 0.05, 1.0, 0.95, 0.05, key="run_top_p")
+        greedy = temperature == 0  # the likeliest token each time: top-p plays no part
+        top_p = knobs[1].slider("top-p", 0.05, 1.0, 0.95, 0.05, key="run_top_p", disabled=greedy)
         new_tokens = knobs[2].slider("tokens", 1, 100, 40, key="run_new_tokens")
         seed = knobs[3].number_input("seed", 0, 2**31 - 1, 0, key="run_seed")
         request = (model_key(model), tuple(ids), temperature, top_p, new_tokens, seed)

@@ -82,17 +82,18 @@ def draw_progress(job: training.TrainingJob, description: str) -> None:
     if job.waiting:
         st.info("Waiting for a free training slot (other sessions are training)…")
     done = last.step if last else 0
-    st.progress(done / job.config.steps, text=f"step {done} / {job.config.steps}")
+    st.progress(done / job.config.steps, text=progress_text(job, last))
     if last is not None:
         cols = st.columns(4)
         train_losses = [e.train_loss for e in events if e.train_loss is not None]
         evaluations = [e for e in events if e.val_loss is not None]
+        at = f" (step {evaluations[-1].step})" if evaluations else ""  # evaluated every eval_every steps only
         cols[0].metric("train loss", f"{train_losses[-1]:.3f}" if train_losses else "–")
-        cols[1].metric("validation loss", f"{evaluations[-1].val_loss:.3f}" if evaluations else "–")
+        cols[1].metric(f"validation loss{at}", f"{evaluations[-1].val_loss:.3f}" if evaluations else "–")
         if evaluations and evaluations[-1].val_accuracy is not None:
-            cols[2].metric("validation accuracy", f"{evaluations[-1].val_accuracy:.1%}")
+            cols[2].metric(f"validation accuracy{at}", f"{evaluations[-1].val_accuracy:.1%}")
         else:
-            cols[2].metric("tokens / s", f"{last.tokens_per_s:,.0f}")
+            cols[2].metric("tokens / s", f"{last.tokens_per_s:,.0f}" if last.step else "–")
         cols[3].metric("elapsed", f"{last.elapsed:.0f} s")
         st.plotly_chart(loss_figure(events), key="train_loss_chart")
         draw_routing([e.snapshot for e in evaluations if e.snapshot is not None], job.model.config.n_attentive_neurons)
@@ -103,6 +104,20 @@ def draw_progress(job: training.TrainingJob, description: str) -> None:
     elif job.done and st.session_state.get("train_published") != id(job):
         publish_trained(job, description)
         st.rerun()  # the whole page: buttons, sidebar and downloads follow
+
+
+def progress_text(job: training.TrainingJob, last: training.TrainingEvent | None) -> str:
+    """Where the run is, what it is doing now, and (once it has taken a few steps) how long it has left."""
+    steps, done = job.config.steps, last.step if last else 0
+    text = f"step {done} / {steps}"
+    if job.waiting or job.done:
+        return text
+    if last is None:
+        return text + " · evaluating the untrained model…" if job.config.eval_at_start else text
+    if done >= 3 and last.elapsed > 0:
+        left = last.elapsed / done * (steps - done)
+        text += f" · about {left / 60:.0f} min left" if left >= 90 else f" · about {left:.0f} s left"
+    return text
 
 
 def draw_routing(snapshots: list[training.RouteSnapshot], n_attentive: int) -> None:
@@ -160,7 +175,17 @@ with left:
     choice = st.selectbox("Data", list(DATA_LABELS), format_func=DATA_LABELS.get, key="train_data", disabled=running)
     if choice in gdata.TASKS or choice in gdata.LM_TASKS:
         st.caption(gdata.describe_task(choice))
-    block = st.number_input("Window (bytes)", 16, 256, 64, step=16, key="train_block", disabled=running)
+    text_data = choice not in gdata.TASKS and choice not in gdata.LM_TASKS  # tasks have their own length
+    block = st.number_input(
+        "Window (bytes)",
+        16,
+        256,
+        64,
+        step=16,
+        key="train_block",
+        disabled=running or not text_data,
+        help="Length of the text windows a model trains on (text data only: a task has its own length).",
+    )
     task, data_problem = read_task(choice, int(block)) if not running else (None, None)
 with right:
     steps = st.number_input("Steps", 10, MAX_STEPS, 300, step=10, key="train_steps", disabled=running)
@@ -213,6 +238,6 @@ if start and config is not None:
 if job is not None:
     description = st.session_state.get("train_description", "")
     if job.stopping:
-        st.caption("Stopping after this step…")
+        st.caption("Stopping after this step, then one last evaluation…")
     st.fragment(draw_progress, run_every=1.0 if running else None)(job, description)
     draw_result(job)

@@ -191,7 +191,8 @@ def test_route_difference_on_handcrafted_routes():
     assert pd.isna(prefix["neuron_a"])  # route A had already stopped
     start = analysis.route_difference([[0]], [[1]]).iloc[0]
     assert (start["shared_prefix"], start["first_divergent_hop"]) == (0, 0)
-    assert len(analysis.route_difference([[0], [1]], [[0]])) == 2  # sections missing on one side
+    missing = analysis.route_difference([[0], [1]], [[0]])  # a section missing on one side
+    assert len(missing) == 2 and missing.iloc[1]["route_b"] == "(no section 1)" and not missing.iloc[1]["same"]
 
 
 def test_route_difference_reads_traces(model):
@@ -265,7 +266,7 @@ def test_compare_configs(model, make_config):
         sum(p.numel() for p in Genesis(other).parameters()),
     ]
     assert (table["latency_ms"] > 0).all()
-    assert table["mean_activation_count"][0] == pytest.approx(
+    assert table["mean_neurons_fired"][0] == pytest.approx(
         np.mean([sum(map(len, r)) for r in alone_routes(model, TEXTS[:6])])
     )
     assert table["route_diversity"][0] == analysis.route_diversity(comparison.runs["model"])

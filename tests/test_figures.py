@@ -43,6 +43,13 @@ def test_wiring_figure_draws_every_edge_once_and_nodes_by_kind():
         assert abs((ex - x0) * (y1 - y0) - (ey - y0) * (x1 - x0)) < 1e-9  # collinear
 
 
+def test_without_attentive_neurons_every_neuron_is_drawn_as_a_start_candidate():
+    config = genesis.preset("app", n_attentive_neurons=0)
+    graph = graphs.wiring_graph(config, 0)
+    plain = named(figures.wiring_figure(graph), "plain (all start candidates: no attentive neurons)")
+    assert list(plain.customdata) == list(range(16)) == graphs.start_neurons(config)
+
+
 def test_positions_are_deterministic_and_start_at_the_top():
     pos = figures.circle_positions(range(8))
     assert pos == figures.circle_positions(list(reversed(range(8))))

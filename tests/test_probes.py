@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -39,9 +41,11 @@ def test_outputs(lm_model, classifier_model, tokens):
     assert sum(probes.class_probabilities(out)) == pytest.approx(1.0)
 
 
-def test_greedy_continuation_is_the_argmax(lm_model, tokens):
+def test_greedy_continuation_is_the_argmax(lm_model, tokens, caplog):
     ids = tokens(1, 5)[0].tolist()
-    new = probes.continuation(lm_model, ids, 3, 0.0, 1.0, 0)
+    with caplog.at_level(logging.WARNING):
+        new = probes.continuation(lm_model, ids, 3, 0.0, 0.9, 0)
+    assert not [r for r in caplog.records if "generation flags" in r.getMessage()]  # top-p, temperature unused
     expected, current = [], list(ids)
     for _ in range(3):
         token = int(probes.run(lm_model, current).logits[0, -1].argmax())

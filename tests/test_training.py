@@ -102,6 +102,8 @@ def test_text_corpus_windows_and_events():
     assert [e.step for e in events] == list(range(31))
     assert all(e.tokens_per_s > 0 for e in events[1:])
     assert events[-1].val_loss is not None and result.tokens == 30 * 4 * 24
+    elapsed = [e.elapsed for e in events]  # from the start, the first evaluation included (it was 0)
+    assert 0 < elapsed[0] and elapsed == sorted(elapsed)
 
 
 def test_schedule_warms_up_then_decays_to_min_lr():

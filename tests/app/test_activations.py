@@ -61,6 +61,16 @@ def test_typed_lines_with_shared_batch_routing(app_model):
     np.testing.assert_array_equal(charts(at)["act_transitions"]["data"][0]["z"], analysis.transition_matrix(run, 1))
 
 
+def test_a_config_without_neighbors_says_why_hops_and_near_misses_are_empty():
+    at = open_app("activations", {"n_neighbors": "0"})  # the sample set runs on arrival
+    assert_ok(at)
+    notes = [i.value for i in at.info]
+    assert "No route hopped: every route ended at its start neuron" in " ".join(notes)
+    assert any(n.startswith("No neuron was ever a candidate") for n in notes)
+    assert "act_near_miss" not in charts(at)  # not an empty heatmap with a meaningless axis
+    assert metric(at, "Distinct routes") != "0"
+
+
 def test_emptied_typed_lines_say_why_run_is_off():
     at = open_app("activations")  # the sample set runs on arrival
     at.radio(key="act_source").set_value("Typed lines").run()

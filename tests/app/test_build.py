@@ -72,7 +72,7 @@ def test_invalid_combination_is_explained_without_a_traceback():
     at = open_app("build")
     at.slider(key="build_n_neighbors").set_value(16).run()  # 16 neurons: at most 15 neighbors
     assert_ok(at)
-    assert at.error and "n_neighbors" in at.error[0].value
+    assert at.error and at.error[0].value.startswith("This combination does not work: n_neighbors: must be")
     assert "build_wiring_0" not in charts(at)
     at.slider(key="build_n_neighbors").set_value(3).run()
     assert not at.error and "build_wiring_0" in charts(at)
@@ -89,6 +89,20 @@ def test_preset_and_too_large_config():
     assert_ok(at)
     assert at.warning and "Too large" in at.warning[0].value
     assert "build_wiring_0" in charts(at)  # still drawn and counted
+
+
+def test_a_too_large_config_can_take_the_suggested_smaller_one_in_one_click():
+    at = open_app("build", {"n_dim": "1280", "n_neurons": "64", "n_neighbors": "16", "n_attentive_neurons": "16"})
+    suggested = next(w.value for w in at.warning if "A smaller config that fits" in w.value)
+    at.button(key="build_use_smaller").click().run()
+    assert_ok(at)
+    assert not any("Too large" in w.value for w in at.warning)  # the app can build it now
+    config = config_of(at)
+    for change in suggested.split("fits: ")[1].split(".")[0].split(", "):  # e.g. n_dim=320: not a slider stop
+        name, value = change.split("=")
+        assert str(getattr(config, name)) == value
+        assert at.query_params[name] == value
+    assert at.select_slider(key="build_n_dim").value == config.n_dim
 
 
 def test_wiring_too_large_to_draw_is_explained_not_drawn():

@@ -33,7 +33,7 @@ def test_two_configs_side_by_side():
     assert shown["config"].tolist() == ["1: Current Build config", "2: tiny"]
     assert shown["parameters"].tolist() == [analysis.parameter_count(build), analysis.parameter_count(tiny)]
     runs = [analysis.run_many(model, TEXTS) for model in (build, tiny)]
-    assert shown["mean_activation_count"].tolist() == pytest.approx([r.inputs["count"].mean() for r in runs])
+    assert shown["mean_neurons_fired"].tolist() == pytest.approx([r.inputs["count"].mean() for r in runs])
     assert shown["route_diversity"].tolist() == pytest.approx([analysis.route_diversity(r) for r in runs])
     assert (shown["latency_ms"] > 0).all()
     drawn = charts(at)

@@ -36,7 +36,8 @@ def start(at, data: str, steps: int):
     at.selectbox(key="train_data").set_value(data).run()
     at.number_input(key="train_steps").set_value(steps).run()
     at.number_input(key="train_batch").set_value(8).run()
-    at.number_input(key="train_block").set_value(32).run()
+    if not at.number_input(key="train_block").disabled:  # tasks have their own length
+        at.number_input(key="train_block").set_value(32).run()
     at.button(key="train_start").click().run()
     assert_ok(at)
     return at
@@ -56,6 +57,11 @@ def test_training_runs_shows_progress_and_publishes_the_model():
     assert len(curve["train (per step)"]["y"]) == 40
     assert len(curve["validation"]["y"]) == len(job.result.evaluations) >= 3
     assert curve["validation"]["y"][-1] < curve["validation"]["y"][0]
+    metrics = {m.label: m.value for m in at.metric}  # says at which step validation was measured
+    last = job.result.evaluations[-1]
+    assert metrics[f"validation loss (step {last.step})"] == f"{last.val_loss:.3f}"
+    assert metrics[f"validation accuracy (step {last.step})"] == f"{last.val_accuracy:.1%}"
+    assert at.number_input(key="train_block").disabled  # a task's length is its own, not the window's
     firing = figures["train_firing_chart"]["data"]
     assert len(firing) == 2  # one heatmap per section: neurons × evaluations
     assert len(firing[0]["z"]) == 6 and len(firing[0]["z"][0]) == len(job.result.evaluations)
