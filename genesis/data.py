@@ -24,6 +24,7 @@ import io
 import itertools
 import os
 import random
+import re
 import stat
 import string
 import sys
@@ -590,6 +591,12 @@ def _csv_lines(text: str) -> list[str]:
     return [row[column] for row in rows if len(row) > column and row[column].strip()]
 
 
+def text_lines(text: str) -> list[str]:
+    r"""The non-blank lines of a text. Lines end at \n, \r\n or \r only: str.splitlines would also
+    cut at form feeds, \x85 and \u2028 inside a line."""
+    return [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+
+
 def load_lines(
     path_or_bytes: PathOrBytes,
     filename_hint: str | None = None,
@@ -604,8 +611,7 @@ def load_lines(
     if _is_csv(path_or_bytes, filename_hint):
         lines = _csv_lines(text)
     else:
-        # rstrip only: leading indentation is meaningful (code samples).
-        lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+        lines = [line.rstrip() for line in text_lines(text)]  # rstrip only: indentation matters in code
     if not lines:
         raise DataError("no non-empty lines found")
     return lines

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from genesis import analysis, stat_figures
-from genesis.data import DataError, load_lines, sample_texts
+from genesis.data import DataError, load_lines, sample_texts, text_lines
 from pages.common import model_picker, page_header, stop_without_model
 
 MAX_INPUTS = 500  # about 5 s on 2 CPU cores with the app config
@@ -22,7 +22,7 @@ def read_inputs(source: str) -> list[str]:
         return sample_texts()
     if source == SOURCES[1]:
         typed = st.text_area("One input per line", EXAMPLE_LINES, height=140, key="act_lines")
-        lines = [line for line in typed.splitlines() if line.strip()]
+        lines = text_lines(typed)
         if not lines:
             st.info("Type at least one line to run.")
         return lines

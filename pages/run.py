@@ -6,7 +6,7 @@ import json
 import streamlit as st
 
 from genesis import figures, probes
-from genesis.data import decode_bytes
+from genesis.data import decode_bytes, text_lines
 from genesis.tokenization import TextError
 from pages.common import (
     config_json,
@@ -48,7 +48,7 @@ text = text_widget("Text", "run_text_input", area=True, height=100)
 buttons = st.columns([1, 4])
 buttons[0].button("Run", type="primary", key="run_button")
 per_line = buttons[1].toggle("One input per line (a batch)", value=True, key="run_per_line")
-lines = [line for line in text.splitlines() if line.strip()] if per_line else [text]
+lines = text_lines(text) if per_line else [text]
 if len(lines) > MAX_LINES:
     st.warning(f"{len(lines)} lines: only the first {MAX_LINES} are run here (the Activations page runs larger sets).")
     lines = lines[:MAX_LINES]

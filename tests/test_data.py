@@ -313,6 +313,8 @@ def test_csv_cells_as_long_as_the_file_and_unterminated_quotes() -> None:
 def test_load_lines_plain_text() -> None:
     raw = b"first line\n\n   \n  indented\r\nlast  \n"
     assert load_lines(raw) == ["first line", "  indented", "last"]
+    inside = "a\u2028b\x85c\x0cd"  # separators that str.splitlines would cut at
+    assert load_lines(f"{inside}\rnext\n".encode()) == [inside, "next"]
 
 
 def test_load_lines_csv_text_column(tmp_path: Path) -> None:
