@@ -506,6 +506,7 @@ class GenesisPreTrainedModel(PreTrainedModel):
         for name, p in model.named_parameters():
             if p.device.type != "meta" and not torch.isfinite(p).all():
                 raise ValueError(f"the checkpoint's {name} contains NaN or infinite values")
+        _own_memory(model)
         return (model, info) if wants_info else model
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -801,6 +802,17 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             mask = model_kwargs["attention_mask"]
             model_kwargs["attention_mask"] = torch.cat([mask, mask.new_ones((mask.shape[0], num_new_tokens))], dim=-1)
         return model_kwargs
+
+
+@torch.no_grad()
+def _own_memory(model: nn.Module) -> None:
+    """Copy CPU weights out of the checkpoint file. transformers maps the safetensors file into
+    memory (copy-on-write) and leaves the tensors there, at offsets that are not 64-byte aligned:
+    GEMMs then round differently (voltages 1 ulp from the same weights built in memory), and a file
+    rewritten in place under a loaded model changes its weights or kills the process (SIGBUS)."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.device.type == "cpu":
+            tensor.data = tensor.data.clone()
 
 
 def _given(*inputs: torch.Tensor | None) -> torch.Tensor | None:
