@@ -297,7 +297,7 @@ def hop_step_figure(
 ) -> go.Figure:
     """Step 0: the indexer's vote (each start candidate's voltage). Step h ≥ 1: hop h, every
     candidate's voltage for this sample against the chosen one's threshold (dashed line). The
-    voltage axis runs from 0 to 1 (a voltage is a mean of sigmoids), wider only for a threshold
+    voltage axis runs from 0 to 1 (a voltage is a sigmoid of a weighted mean), wider only for a threshold
     outside: bars from zero do not exaggerate small differences.
 
     Bars are coloured by neuron kind (`n_attentive`: the section's attentive count, by default all

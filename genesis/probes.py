@@ -245,20 +245,28 @@ class Step:
 
 
 STOP_EXPLAINED = {
-    STOP_BELOW_THRESHOLD: "the strongest candidate's voltage did not exceed its threshold, so the signal stops here",
-    STOP_ALL_FIRED: "every plain neighbor has already fired in this pass (a neuron fires at most once)",
-    STOP_NO_NEIGHBORS: "this neuron has no plain neighbors (routes never hop to attentive neurons)",
+    STOP_BELOW_THRESHOLD: "the chosen candidate's voltage did not exceed its threshold (only the chosen one is "
+    "compared), so the signal stops here",
+    STOP_ALL_FIRED: "all its plain neighbors have already fired in this pass (a neuron fires at most once)",
+    STOP_NO_NEIGHBORS: "it has no plain neighbors (routes never hop to attentive neurons)",
 }
 
 
 def _start_text(config: GenesisConfig, section: SectionTrace) -> str:
     who = f"{len(section.indexer)} attentive neurons" if config.n_attentive_neurons else "neurons"
     best = max(section.indexer, key=lambda c: c.mean_voltage)
+    parts = "attention, axon, synapses" if section.start < config.n_attentive_neurons else "axon, synapses"
     return (
         f"The indexer runs each of the {who}' dendrites and soma on the section's input: each gives one "
-        f"voltage (a sigmoid of the input averaged over all positions). Neuron {section.start} has the "
-        f"highest ({best.mean_voltage:.3f}), so the route starts there; it fires (attention, axon, synapses)."
+        "voltage (the dendrites' output averaged over all positions, weighted by the soma into one number, "
+        f"through a sigmoid). Neuron {section.start} has the highest{_batch_mean(best)} ({best.mean_voltage:.3f}), "
+        f"so the route starts there; it fires ({parts})."
     )
+
+
+def _batch_mean(candidate) -> str:
+    """In a batch the choice goes by the batch mean of the voltages (batch routing)."""
+    return " batch-mean voltage" if len(candidate.voltages) > 1 else ""
 
 
 def _hop_text(section: SectionTrace, index: int, sample: int) -> str:
@@ -269,18 +277,21 @@ def _hop_text(section: SectionTrace, index: int, sample: int) -> str:
     chosen = next(c for c in hop.candidates if c.neuron == hop.chosen)
     voltage = chosen.voltages[column]
     verdict = (
-        f"{voltage:.3f} > {hop.threshold:.3f}: it fires, and its output is added to the signal"
+        f"{voltage:.3f} > {hop.threshold:.3f}: it fires on the signal, and its output, through neuron "
+        f"{hop.source}'s layer norm, is added to the signal"
         if hop.passed[column]
         else f"{voltage:.3f} ≤ {hop.threshold:.3f}: it does not fire"
     )
     text = (
         f"Neuron {hop.source} offers its signal to its plain neighbors that have not fired: {names}. "
-        f"Neuron {hop.chosen} has the highest voltage ({chosen.mean_voltage:.3f}); against its threshold, "
-        f"{verdict}."
+        f"Neuron {hop.chosen} has the highest{_batch_mean(chosen) or ' voltage'} ({chosen.mean_voltage:.3f}); "
+        f"against its threshold, {verdict}."
     )
     reason = section.stop_reason_of(sample)
     if index == len(hops) - 1 and reason:
-        text += f" The route ends: {STOP_EXPLAINED.get(reason, reason)}."
+        # Which neuron it ends at: the chosen one when it did not fire, else the last that fired.
+        last = section.route_of(sample)[-1]
+        text += f" The route ends at neuron {last}: {STOP_EXPLAINED.get(reason, reason)}."
     return text
 
 

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Why a route stopped.
-STOP_NO_NEIGHBORS = "no neighbors"  # the last neuron has no plain (non-attentive) neighbors at all
+STOP_NO_NEIGHBORS = "no plain neighbors"  # the last neuron is wired to attentive neurons only, or to none
 STOP_ALL_FIRED = "all neighbors already fired"
-STOP_BELOW_THRESHOLD = "no candidate above threshold"
+STOP_BELOW_THRESHOLD = "chosen candidate below its threshold"  # only the chosen one is compared
 
 
 @dataclass(slots=True)

@@ -136,8 +136,9 @@ with hops_tab:
     table("Every hop that fired, counted", analysis.transitions(run), "transitions", index=False)
 with misses_tab:
     st.caption(
-        "Each candidate's best voltage − threshold per input. Blue: above its threshold (it fired, or lost the "
-        "vote to a stronger neighbor); red: below. NaN: never a candidate for that input."
+        "Each candidate's best voltage − threshold per input. Blue: above its threshold (it fired, or another "
+        "candidate was chosen: the highest voltage, or in batch routing the highest batch mean); red: below. "
+        "NaN: never a candidate for that input."
     )
     if run.candidates.empty:
         st.info(f"No neuron was ever a candidate: {no_hops}")

@@ -59,7 +59,8 @@ HELP = {
     "n_outputs": "classes of a sequence classifier",
     "n_seed": "seed of the neighbor wiring (and of a fresh model's weights)",
     "n_input": "reading: token ids; bridge: floats",
-    "n_section": "split: sections side by side on slices; sequential: one after another",
+    "n_section": "split: sections side by side, each on its own learned projection of the input (n_dim / "
+    "n_sections wide); sequential: one after another at full width",
     "n_output": "what the model predicts",
     "n_routing": "batch: the original (one choice for the whole batch); sample: each input its own route",
     "n_causal": "causal attention (default: only for a language model)",

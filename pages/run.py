@@ -137,7 +137,8 @@ step_through()
 if len(all_ids) > 1:
     st.subheader("In a batch vs alone")
     st.caption(
-        "In batch routing (the original) the next neuron is chosen by the batch's mean voltage, and "
+        "In batch routing (the original) the start neuron and every next one are chosen by the batch's mean "
+        "voltage, and "
         "padding enters each voltage's average over positions, so a line's route in a batch can "
         "differ from its route alone."
     )
@@ -194,11 +195,15 @@ what_if_view()
 if config.n_output == "causal_lm" and st.toggle("Causality view", key="run_causality"):
     result = causality(model, model_key(model), tuple(ids))
     st.plotly_chart(figures.causality_figure(result, [probes.token_label(t) for t in ids]), key="run_causality_chart")
-    st.caption(
-        "Attention is causal, but a neuron's voltage averages over all positions, so a later token can "
-        "change the route and through it every earlier output (SPEC, flaw 3). Largest change at an "
-        f"earlier position: {max(result.leak(), default=0):.4f}."
-    )
+    if not config.is_causal:
+        why = "This model's attention is not causal (n_causal is off): every position sees later tokens."
+    elif not config.n_attentive_neurons:
+        why = "This model has no attention, but a neuron's voltage averages over all positions, so"
+    else:
+        why = "Attention is causal, but a neuron's voltage averages over all positions, so"
+    if config.is_causal:
+        why += " a later token can change the route and through it every earlier output (SPEC, flaw 3)."
+    st.caption(f"{why} Largest change at an earlier position: {max(result.leak(), default=0):.4f}.")
 
 # -- exports ----------------------------------------------------------------------------------------
 cols = st.columns(3)

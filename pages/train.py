@@ -167,8 +167,11 @@ job: training.TrainingJob | None = st.session_state.get("train_job")
 running = job is not None and job.running
 
 st.markdown(
-    "Train a fresh model with the **Build** config on built-in data or your own text. Untrained weights "
-    "route at random; watch the start neurons and firing frequencies settle as the loss falls."
+    "Train a fresh model with the **Build** config on built-in data or your own text, and watch where "
+    "routes start and which neurons fire change as the loss falls. By default routing itself does not "
+    "learn (voltages only choose and compare, so dendrites, somas and thresholds get no gradient): routes "
+    "change because the signal reaching each neuron does. Turn on `n_trainable_routing` on **Build** to "
+    "let gradients reach them."
 )
 left, right = st.columns(2)
 with left:

@@ -129,8 +129,19 @@ def test_walkthrough_follows_the_trace(lm_model, tokens):
             hop = out.trace.sections[step.section].hops[step.step - 1]
             assert f"Neuron {hop.source} offers" in step.text
             assert ("it fires" in step.text) == hop.passed[0]
-    last_hops = [s for s in steps if s.kind == "hop" and s.step == len(out.trace.sections[s.section].hops)]
-    assert all("The route ends" in s.text for s in last_hops)
+            if hop.passed[0]:  # SPEC: the passing rows become m + ln(p), ln of the connecting neuron
+                assert f"through neuron {hop.source}'s layer norm" in step.text
+    for section in out.trace.sections:
+        last = [s for s in steps if s.kind == "hop" and s.section == section.section and s.step == len(section.hops)]
+        assert all(f"The route ends at neuron {section.route_of(0)[-1]}: " in s.text for s in last)
+
+
+def test_a_plain_start_neuron_fires_without_attention(make_model, tokens):
+    for attentive, parts in ((2, "(attention, axon, synapses)"), (0, "(axon, synapses)")):
+        model = make_model(n_attentive_neurons=attentive)
+        out = probes.run(model, tokens(1, 10)[0].tolist())
+        starts = [s for s in probes.walkthrough(model.config, out.trace) if s.kind == "start"]
+        assert all(s.text.endswith(f"it fires {parts}.") for s in starts)
 
 
 def offered(section, sample: int) -> list:
@@ -174,13 +185,14 @@ def test_a_sample_that_stopped_in_a_batch_is_described_by_its_own_hops(make_mode
     trace, section, sample = branching_batch(model, tokens)
     own = offered(section, sample)
     assert section.hops_of(sample) == own and not own[-1].passed[sample]
-    assert section.stop_reason_of(sample) == "no candidate above threshold"
+    assert section.stop_reason_of(sample) == "chosen candidate below its threshold"
     hops = [
         s for s in probes.walkthrough(model.config, trace, sample) if s.kind == "hop" and s.section == section.section
     ]
     assert len(hops) == len(own)  # not the section's later hops, where its row is zero and voltages 0.5
     assert hops[-1].text.endswith(
-        "The route ends: the strongest candidate's voltage did not exceed its threshold, so the signal stops here."
+        f"The route ends at neuron {own[-1].source}: the chosen candidate's voltage did not exceed its threshold "
+        "(only the chosen one is compared), so the signal stops here."
     )
     assert "does not fire" in hops[-1].text
     figure = figures.hop_step_figure(section, len(own), sample)

@@ -149,6 +149,22 @@ def test_causality_view():
     for drawn_row, expected_row in zip(heat["z"], expected.delta, strict=True):
         assert drawn_row == pytest.approx(expected_row, abs=1e-5)
     assert len(heat["z"]) == len(ids) and len(heat["z"][0]) == len(ids)
+    assert any(c.value.startswith("Attention is causal, but") for c in at.caption)
+
+
+@pytest.mark.parametrize(
+    "fields, says",
+    [
+        ({"n_causal": "False"}, "This model's attention is not causal"),  # every position sees later tokens
+        ({"n_attentive_neurons": "0"}, "This model has no attention, but"),
+    ],
+)
+def test_the_causality_caption_follows_the_config(fields, says):
+    at = open_app("run", {"text": "ab cd", **fields})
+    at.toggle(key="run_causality").set_value(True).run()
+    assert_ok(at)
+    assert any(c.value.startswith(says) for c in at.caption), [c.value for c in at.caption]
+    assert not any(c.value.startswith("Attention is causal") for c in at.caption)
 
 
 def test_empty_and_too_long_text():
