@@ -159,8 +159,7 @@ def train_command(args) -> int:
         check_size(config, batch_size=args.batch, seq_len=task.seq_len)
     except SizeError as e:
         raise CommandError(f"--batch {args.batch}: {e}") from None
-    output_folder("--out", args.out)
-    recipe = training.TrainingConfig(
+    recipe = training.TrainingConfig(  # checked before the --out folder is made: a bad --lr leaves nothing
         steps=args.steps,
         batch_size=args.batch,
         lr=args.lr,
@@ -172,12 +171,17 @@ def train_command(args) -> int:
         output_dir=args.out,
         checkpoint_every=args.checkpoint_every,
     )
+    output_folder("--out", args.out)
     torch.manual_seed(args.seed)
     model = Genesis(config).to(device)
     print(f"training {human(model.num_parameters())} parameters on {task.describe()}", file=sys.stderr)
     if args.trainer == "hf":
         trainer = training.make_trainer(model, task, recipe, args.out)
         trainer.train()
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):  # the Trainer saves NaNs
+            print(f"error: training diverged: the weights are NaN or infinite (nothing saved to {args.out})",
+                  file=sys.stderr)  # fmt: skip
+            return 1
         trainer.save_model(args.out)
         if trainer.is_world_process_zero():
             info = dict(task=task.describe(), training=recipe.to_dict(), log=trainer.state.log_history)

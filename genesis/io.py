@@ -54,9 +54,14 @@ def _read(source: bytes | str | Path, name: str, limit: int) -> tuple[bytes, str
 
 
 def read_config(
-    source: bytes | str | Path | dict, name: str = "config.json", max_bytes: int = MAX_CONFIG_BYTES
+    source: bytes | str | Path | dict,
+    name: str = "config.json",
+    max_bytes: int = MAX_CONFIG_BYTES,
+    identity: bool = True,
 ) -> GenesisConfig:
-    """A config from JSON: the original's flat config.json or one saved by save_pretrained."""
+    """A config from JSON: the original's flat config.json or one saved by save_pretrained. With
+    `identity`, also what names the model's tokens and classes (IDENTITY: end-of-text and pad ids,
+    class names), checked like the fields."""
     if isinstance(source, dict):
         values = source
     else:
@@ -77,9 +82,47 @@ def read_config(
             "anything but 'split' one section after another: write 'sequential' for that)"
         )
     try:
-        return config_from_original(fields)
+        config = config_from_original(fields)
     except ConfigError as e:
         raise LoadError(f"{where}{e}") from None
+    if identity:
+        for key, value in _identity(values, config, where).items():
+            setattr(config, key, value)
+    return config
+
+
+IDENTITY = ("eos_token_id", "pad_token_id", "bos_token_id", "id2label")
+MAX_LABEL_CHARS = 200
+
+
+def _identity(values: dict, config: GenesisConfig, where: str) -> dict[str, Any]:
+    """The IDENTITY keys present in `values`, refused by name unless they fit `config`."""
+    found: dict[str, Any] = {}
+    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
+        value = values.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < config.n_vocab_size:
+            raise LoadError(
+                f"{where}{key}: must be null or a token id in [0, {config.n_vocab_size - 1}], got {value!r}"
+            )
+        found[key] = value
+    labels = values.get("id2label")
+    if labels is not None:
+        if not isinstance(labels, dict) or len(labels) != config.num_labels:
+            raise LoadError(f"{where}id2label: must map each of the {config.num_labels} classes to a name")
+        names = {}
+        for key, label in labels.items():
+            index = int(key) if isinstance(key, str) and key.isascii() and key.isdigit() else key
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < config.num_labels:
+                raise LoadError(f"{where}id2label: class {key!r} is not in [0, {config.num_labels - 1}]")
+            if not isinstance(label, str) or len(label) > MAX_LABEL_CHARS:
+                raise LoadError(
+                    f"{where}id2label: class {index}'s name must be text of at most {MAX_LABEL_CHARS} characters"
+                )
+            names[index] = label
+        found["id2label"] = names
+    return found
 
 
 def _parse_json(data: bytes, name: str) -> Any:
@@ -229,11 +272,19 @@ def load_folder(folder: str | Path, **size_limits: Any) -> Genesis:
 
 def model_to_bytes(model: Genesis) -> tuple[bytes, bytes]:
     """(config.json, model.safetensors) as bytes, for a download button."""
-    config = json.dumps(model.config.user_dict(), indent=2).encode()
+    identity = {key: getattr(model.config, key, None) for key in IDENTITY}
+    if identity["id2label"] is not None and placeholder_labels(identity["id2label"]):
+        del identity["id2label"]  # transformers' LABEL_0, ... say nothing
+    config = json.dumps({**model.config.user_dict(), **identity}, indent=2).encode()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return config, save_safetensors_bytes(state)
 
 
 def config_from_dict(values: dict[str, Any]) -> GenesisConfig:
     """A config from user fields (URL, widgets), with LoadError for unknown names."""
-    return read_config(values, "")
+    return read_config(values, "", identity=False)
+
+
+def placeholder_labels(id2label: dict) -> bool:
+    """transformers' default class names (LABEL_0, LABEL_1, ...)."""
+    return all(str(name) == f"LABEL_{i}" for i, name in sorted(id2label.items()))

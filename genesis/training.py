@@ -43,6 +43,9 @@ DATA_SOURCES = (CORPUS, *gdata.TASKS, *gdata.LM_TASKS)
 # Configuration
 
 
+MAX_LR = 1e6
+
+
 @dataclass
 class TrainingConfig:
     """How to train. Defaults follow nanoGPT's small CPU recipe (block 64, lr 1e-3, cosine decay)."""
@@ -82,8 +85,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr <= MAX_LR:  # beyond, AdamW's float32 arithmetic overflows before any step
+            raise ValueError(f"lr must be > 0 and at most {MAX_LR:g}, got {self.lr}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.beta2 < 1:
@@ -840,7 +843,7 @@ def demo_recipe(steps: int = 1000) -> tuple[GenesisConfig, TrainingConfig]:
     one neuron); with the original routing, routes stay 4-7 neurons long and differ between kinds of text."""
     from .configuration import preset
 
-    config = preset("app", n_pos_size=128)
+    config = preset("app", n_pos_size=128, eos_token_id=gdata.EOS_ID, pad_token_id=gdata.PAD_ID)
     recipe = TrainingConfig(
         steps=steps, batch_size=8, block_size=128, lr=2e-3, warmup=50, min_lr=1e-4, eval_every=100, eval_batches=10
     )

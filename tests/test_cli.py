@@ -122,12 +122,20 @@ def test_numbers_out_of_range_are_usage_errors(capsys):
         assert f"argument {option}: {message}" in capsys.readouterr().err
 
 
-def test_a_diverging_run_exits_with_an_error_and_saves_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("trainer", ["loop", "hf"])
+def test_a_diverging_run_exits_with_an_error_and_saves_nothing(tmp_path, capsys, trainer):
     out = tmp_path / "diverged"
     code = main(["train", "--config", "tiny", "--task", "copy", "--steps", "5", "--examples", "40", "--batch", "4",
-                 "--lr", "1e30", "--warmup", "0", "--out", str(out)])  # fmt: skip
-    assert code == 1 and not (out / "model.safetensors").exists()
+                 "--lr", "1e6", "--warmup", "0", "--trainer", trainer, "--out", str(out)])  # fmt: skip
+    assert code == 1 and not (out / "model.safetensors").exists()  # the hf Trainer used to save NaN weights
     assert "NaN or infinite" in capsys.readouterr().err
+
+
+def test_a_learning_rate_too_large_for_float32_is_refused_before_anything_is_made(tmp_path, capsys):
+    out = tmp_path / "never"
+    code = main(["train", "--config", "tiny", "--task", "copy", "--steps", "5", "--lr", "1e38", "--out", str(out)])
+    assert code == 2 and "lr must be > 0 and at most 1e+06, got 1e+38" in capsys.readouterr().err
+    assert not out.exists()  # it used to crash in AdamW, after making the folder
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -287,6 +288,33 @@ def test_valid_files_round_trip(model, files, state):
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
     half = gio.load_model(config_json, save_safetensors({k: v.half() for k, v in state.items()}))
     assert half.sections[0].soma.weight.dtype == torch.float32  # converted, not refused
+
+
+def test_class_names_and_token_ids_survive_every_way_of_saving_and_loading(tmp_path):
+    config = genesis.preset(
+        "classifier", n_outputs=3, id2label={0: "neg", 1: "mixed", 2: "pos"}, eos_token_id=256, pad_token_id=257
+    )
+    model = genesis.Genesis(config).eval()
+    model.save_pretrained(tmp_path)
+    for loaded in (gio.load_folder(tmp_path), gio.load_model(*gio.model_to_bytes(model))):  # CLI, app downloads
+        assert loaded.config.id2label == {0: "neg", 1: "mixed", 2: "pos"}  # used to come back as LABEL_0, ...
+        assert (loaded.config.eos_token_id, loaded.config.pad_token_id) == (256, 257)  # used to be None
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"eos_token_id": 999}, "eos_token_id: must be null or a token id in [0, 257], got 999"),
+        ({"pad_token_id": True}, "pad_token_id: must be null or a token id"),
+        ({"id2label": {"0": "a"}}, "id2label: must map each of the 2 classes to a name"),
+        ({"id2label": {"0": "a", "7": "b"}}, "id2label: class '7' is not in [0, 1]"),
+        ({"id2label": {"0": "a", "1": "b" * 201}}, "id2label: class 1's name must be text of at most 200"),
+    ],
+)
+def test_bad_class_names_or_token_ids_are_refused_by_name(change, message):
+    values = {**genesis.preset("classifier").user_dict(), **change}
+    with pytest.raises(gio.LoadError, match=re.escape(f"config.json: {message}")):
+        gio.read_config(json.dumps(values).encode())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import math
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -348,7 +349,7 @@ def test_figures_draw_the_run(trained_classifier):
 def test_a_diverging_run_stops_and_is_not_saved(brackets, tmp_path):
     """A loss that turns NaN ruins the weights: the run stops there, and neither train() nor the app's
     job hands the model on as trained."""
-    recipe = TrainingConfig(steps=20, batch_size=8, lr=1e30, min_lr=0.0, eval_batches=1, output_dir=str(tmp_path))
+    recipe = TrainingConfig(steps=20, batch_size=8, lr=1e6, min_lr=0.0, eval_batches=1, output_dir=str(tmp_path))
     result = training.train(small_model(brackets), brackets, recipe)
     assert result.stop_reason == training.DIVERGED and result.steps_done < 20
     assert not math.isfinite(result.events[-1].train_loss)
@@ -391,3 +392,13 @@ def test_a_trained_language_model_stops_at_end_of_text_after_reloading(tmp_path)
     assert json.loads((tmp_path / "generation_config.json").read_text())["eos_token_id"] == gdata.EOS_ID
     out = reloaded.generate(torch.tensor([[97, 98]]), max_new_tokens=10, do_sample=False)
     assert out[0, 2:].tolist() == [gdata.EOS_ID]  # used to run all 10 tokens
+
+
+def test_the_shipped_demo_is_what_its_recipe_builds():
+    """assets/demo (made by `python3 dev.py demo`) keeps in step with demo_recipe, end-of-text included."""
+    from genesis import io as gio
+
+    config, _ = training.demo_recipe()
+    shipped = gio.load_folder(Path(__file__).resolve().parents[1] / "assets" / "demo").config
+    assert shipped.user_dict() == config.user_dict()
+    assert (shipped.eos_token_id, shipped.pad_token_id) == (config.eos_token_id, config.pad_token_id) == (256, 257)
