@@ -475,6 +475,9 @@ class GenesisOutput(ModelOutput):
     logits: torch.Tensor | None = None
     neuron_activation_count: int | None = None
     trace: RoutingTrace | None = None
+    # output_hidden_states: one entry, the sections' output (after the combiner) that the head reads.
+    # Routed neurons are not layers, so there is no per-layer stack to return.
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 class GenesisPreTrainedModel(PreTrainedModel):
@@ -653,6 +656,8 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         """Run the network. `implementation="reference"` runs the literal SPEC path (the oracle)."""
         x = _given(inputs, input_ids, inputs_embeds)
         h, count, recorder = self._pass(x, attention_mask, y, trace, implementation, outputs=True)
+        hidden = kwargs.get("output_hidden_states")
+        hidden = self.config.output_hidden_states if hidden is None else hidden
         outputs, logits, loss = self.output(h, labels)
         result = GenesisOutput(
             loss=loss,
@@ -660,6 +665,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             logits=logits,
             neuron_activation_count=count,
             trace=recorder.finish() if recorder is not None else None,
+            hidden_states=(h,) if hidden else None,
         )
         return result if return_dict is not False else result.to_tuple()  # transformers' convention
 

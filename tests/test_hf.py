@@ -203,6 +203,17 @@ def test_a_misspelled_keyword_is_named_with_the_field_it_resembles(tmp_path, mak
         Genesis(make_model().config, n_routing="sample")
 
 
+def test_output_hidden_states_gives_what_the_head_reads(make_model, tokens):
+    model, x = make_model(), tokens(2, 7)
+    assert model(x).hidden_states is None
+    out = model(x, output_hidden_states=True)
+    (hidden,) = out.hidden_states  # one entry: routed neurons are not a stack of layers
+    assert hidden.shape == (2, 7, model.config.n_dim)
+    assert torch.equal(model.output(hidden, None)[1], out.logits)  # the head's input, unchanged by it
+    model.config.output_hidden_states = True  # the config's setting, as in transformers
+    assert model(x).hidden_states is not None
+
+
 # -- generate -------------------------------------------------------------------------------------
 
 
