@@ -266,6 +266,11 @@ class Section(nn.Module):
         self._indices: dict = {}  # candidate list -> index tensor; constants, since the wiring is fixed
         self._gathered: dict = {}  # candidate list -> gathered weights (no-grad passes), see _candidate_weights
 
+    def __getstate__(self) -> dict:
+        # Passes in other threads fill the caches: a copy (deepcopy, pickle) starts with empty ones
+        # instead of iterating a dict that another pass is growing ("changed size during iteration").
+        return {**self.__dict__, "_indices": {}, "_gathered": {}}
+
     @property
     def n_neurons(self) -> int:
         return self.threshold.shape[0]

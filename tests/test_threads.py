@@ -123,3 +123,41 @@ def test_passes_never_index_parameters_holding_the_gil(make_model, routing, grad
             assert out.neuron_activation_count > 1  # the route hopped: hop code ran too
         model.routes(inputs)
     assert not seen.calls, sorted(set(seen.calls))
+
+
+def test_a_model_can_be_copied_while_other_threads_run_it():
+    """The app copies a shared model for a session's what-if edits while other sessions run it. The
+    passes fill per-model caches; a copy used to iterate them as they grew and fail with
+    "dictionary changed size during iteration" (seen in the eight-session browser test)."""
+    import copy
+    import time
+
+    import genesis
+
+    model = genesis.Genesis(genesis.preset("app")).eval()  # 16 neurons, 4 neighbors: many candidate lists
+    deadline = time.monotonic() + 3.0
+    errors: list[str] = []
+
+    def run(seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            while time.monotonic() < deadline:  # new inputs, new routes: the caches keep changing
+                model(torch.randint(0, 256, (1, 16), generator=g))
+
+    def copies() -> None:
+        x = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(99))
+        while time.monotonic() < deadline:
+            try:
+                twin = copy.deepcopy(model)
+            except RuntimeError as e:
+                errors.append(str(e))
+                continue
+            with torch.no_grad():  # a copy computes what the model computes
+                assert torch.equal(twin(x).logits, model(x).logits)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in range(2)] + [threading.Thread(target=copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors[:3]
