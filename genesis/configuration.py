@@ -131,6 +131,11 @@ class GenesisConfig(PreTrainedConfig):
     def vocab_size(self) -> int:  # generate() and Trainer look for this name
         return self.n_vocab_size
 
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:  # resize_token_embeddings sets it
+        self.n_vocab_size = value
+        validate(self)
+
     def user_dict(self) -> dict[str, Any]:
         """The user-settable fields only (what the app puts in a URL or a JSON download)."""
         return {name: getattr(self, name) for name in FIELDS}

@@ -776,6 +776,29 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         validate(self.config)  # a per-pass field set to a bad value would save, then not load
         return super().save_pretrained(*args, **kwargs)
 
+    # -- embeddings (transformers' resize_token_embeddings) -------------------------------------
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        if self.config.n_input != "reading":
+            raise NotImplementedError(f"n_input={self.config.n_input!r} reads floats: there are no token embeddings")
+        return self.input.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.input.wte = value
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        return self.output.lm_head if self.config.n_output == "causal_lm" else None
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.output.lm_head = value
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        """transformers' resize (embeddings, LM head and its bias, config.n_vocab_size); the new
+        vocabulary size then counts as the built structure."""
+        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        self._built = self._structure(self.config)
+        return embeddings
+
     # -- generation ---------------------------------------------------------------------------
 
     def generate(self, *args, **kwargs):

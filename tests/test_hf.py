@@ -214,6 +214,21 @@ def test_output_hidden_states_gives_what_the_head_reads(make_model, tokens):
     assert model(x).hidden_states is not None
 
 
+def test_resize_token_embeddings_grows_the_vocabulary_and_keeps_the_old_tokens(tmp_path, make_model, tokens):
+    model, x = make_model(), tokens(2, 8)
+    before = model(x).logits
+    model.resize_token_embeddings(300, mean_resizing=False)  # used to fail: no get_input_embeddings
+    assert model.config.n_vocab_size == 300 and model.output.lm_head.bias.shape == (300,)
+    after = model(x).logits
+    assert after.shape[-1] == 300 and torch.equal(after[..., :258], before)  # old tokens score as before
+    assert model(torch.tensor([[299, 1]])).logits.shape == (1, 2, 300)  # new ids are read
+    model.save_pretrained(tmp_path)
+    assert torch.equal(Genesis.from_pretrained(tmp_path).eval()(x).logits, after)
+    floats = make_model(n_input="bridge")
+    with pytest.raises(NotImplementedError, match="no token embeddings"):
+        floats.resize_token_embeddings(300)
+
+
 # -- generate -------------------------------------------------------------------------------------
 
 
