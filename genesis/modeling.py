@@ -480,7 +480,7 @@ class GenesisOutput(ModelOutput):
     logits: torch.Tensor | None = None
     neuron_activation_count: int | None = None
     trace: RoutingTrace | None = None
-    # output_hidden_states: one entry, the sections' output (after the combiner) that the head reads.
+    # output_hidden_states: one entry, the hidden state the head reads (after the combiner in split mode).
     # Routed neurons are not layers, so there is no per-layer stack to return.
     hidden_states: tuple[torch.Tensor, ...] | None = None
 

@@ -14,6 +14,7 @@ import torch
 
 from .configuration import GenesisConfig
 from .data import EOS_ID, PAD_ID
+from .io import placeholder_labels
 from .tokenization import TextError, encode_text
 from .trace import STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS, RoutingTrace, SectionTrace
 
@@ -80,10 +81,10 @@ def class_probabilities(output: GenesisOutput, sample: int = 0) -> list[float]:
 def class_names(config) -> list[str] | None:
     """A classifier's class names from config.id2label (set from a training task's names), or None
     when they are transformers' placeholders (LABEL_0, ...)."""
-    names = [str(config.id2label.get(i, "")) for i in range(len(config.id2label or {}))]
-    if not names or all(name == f"LABEL_{i}" for i, name in enumerate(names)):
+    labels = config.id2label or {}
+    if not labels or placeholder_labels(labels):
         return None
-    return names
+    return [str(labels.get(i, "")) for i in range(len(labels))]
 
 
 _SAMPLING = threading.Lock()
