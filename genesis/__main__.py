@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -163,6 +164,7 @@ def train_command(args) -> int:
         steps=args.steps,
         batch_size=args.batch,
         lr=args.lr,
+        min_lr=min(training.TrainingConfig.min_lr, args.lr),  # the default 1e-4, or lr when lower
         warmup=min(args.warmup, args.steps // 2),
         block_size=args.block,
         eval_every=args.eval_every or max(1, args.steps // 10),
@@ -177,8 +179,11 @@ def train_command(args) -> int:
     print(f"training {human(model.num_parameters())} parameters on {task.describe()}", file=sys.stderr)
     if args.trainer == "hf":
         trainer = training.make_trainer(model, task, recipe, args.out)
+        earlier = set(Path(args.out).glob("checkpoint-*"))
         trainer.train()
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):  # the Trainer saves NaNs
+            for folder in set(Path(args.out).glob("checkpoint-*")) - earlier:  # its checkpoints of this run too
+                shutil.rmtree(folder, ignore_errors=True)
             print(f"error: training diverged: the weights are NaN or infinite (nothing saved to {args.out})",
                   file=sys.stderr)  # fmt: skip
             return 1
@@ -244,6 +249,8 @@ def describe_route(trace, sample: int = 0) -> str:
 def trace_command(args) -> int:
     writable_file("--json", args.json)
     writable_file("--csv", args.csv)
+    if args.json and args.csv and Path(args.json).resolve() == Path(args.csv).resolve():
+        raise CommandError(f"--json and --csv name the same file ({args.json!r}): give each its own")
     model, label = load_any_model(args.model)
     ids, note = encode_for(model.config, args.text)  # refuses a model that reads floats
     if note:
@@ -255,12 +262,16 @@ def trace_command(args) -> int:
     if args.csv:
         files[("--csv", args.csv)] = trace.to_frame(args.table).to_csv(index=False)
     written: list[str] = []
+    before = {path: Path(path).read_bytes() if Path(path).is_file() else None for _, path in files}
     for (option, path), text in files.items():
         try:
             write_text(option, path, text)
         except CommandError:
-            for done in written:  # all or nothing
-                Path(done).unlink(missing_ok=True)
+            for done in written:  # all or nothing: what was there before comes back
+                if before[done] is None:
+                    Path(done).unlink(missing_ok=True)
+                else:
+                    Path(done).write_bytes(before[done])
             raise
         written.append(path)
     for path in written:

@@ -167,6 +167,10 @@ def validate(config: Any) -> None:
             raise ConfigError(name, f"must be true or false, got {getattr(config, name)!r}")
     if config.n_causal is not None and not isinstance(config.n_causal, bool):
         raise ConfigError("n_causal", f"must be null, true or false, got {config.n_causal!r}")
+    for name in ("eos_token_id", "pad_token_id", "bos_token_id"):  # a saved config must load again
+        value = getattr(config, name, None)
+        if value is not None and (not _is_int(value) or not 0 <= value < config.n_vocab_size):
+            raise ConfigError(name, f"must be null or a token id in [0, {config.n_vocab_size - 1}], got {value!r}")
     if config.n_section == "split" and config.n_dim % config.n_sections:
         raise ConfigError(
             "n_dim", f"must be divisible by n_sections={config.n_sections} in split mode, got {config.n_dim}"

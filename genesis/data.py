@@ -552,8 +552,8 @@ def load_text_file(path_or_bytes: PathOrBytes, max_bytes: int = 5_000_000) -> st
         text = raw[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
         # Offsets are reported against the original bytes, BOM included.
-        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # a UTF-16 byte-order mark: say which encoding it is
-        hint = " (it looks like UTF-16: save it as UTF-8)" if utf16 else ""
+        hint = _encoding_hint(raw)
+        hint = f" (it looks like {hint}: save it as UTF-8)" if hint else ""
         raise DataError(f"{name} is not valid UTF-8 at byte {exc.start + skip}{hint}") from None
     if not text.strip():
         raise DataError(f"{name} is empty")
@@ -572,10 +572,24 @@ def _is_csv(source: PathOrBytes, filename_hint: str | None) -> bool:
     return Path(source).suffix.lower() == ".csv"
 
 
+def _encoding_hint(raw: bytes) -> str | None:
+    """Which encoding bytes that are not UTF-8 look like: a byte-order mark says it, else many NUL
+    bytes on one side of each pair are UTF-16 without one."""
+    if raw[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+        return "UTF-32"
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "UTF-16"
+    head = raw[:4096]
+    if len(head) >= 4 and max(head[0::2].count(0), head[1::2].count(0)) * 4 >= len(head):
+        return "UTF-16 without a byte-order mark"
+    return None
+
+
 def _csv_lines(text: str) -> list[str]:
     # A cell may be as long as the file (already size-checked); the csv module's default stops at
     # 128 KiB. Strict: an unterminated quote is an error, not the rest of the file in one cell.
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # old Mac files end lines with \r alone
     reader = csv.reader(io.StringIO(text), strict=True)
     try:
         rows = [row for row in reader if row]

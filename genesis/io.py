@@ -88,6 +88,8 @@ def read_config(
     if identity:
         for key, value in _identity(values, config, where).items():
             setattr(config, key, value)
+        if "id2label" in values:
+            config.label2id = {name: index for index, name in config.id2label.items()}
     return config
 
 

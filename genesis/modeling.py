@@ -8,6 +8,7 @@ lives in `genesis.routing`; this file holds the arithmetic of each part.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
@@ -792,10 +793,18 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.output.lm_head = value
 
-    def resize_token_embeddings(self, *args, **kwargs):
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, **kw):
         """transformers' resize (embeddings, LM head and its bias, config.n_vocab_size); the new
-        vocabulary size then counts as the built structure."""
-        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        vocabulary size then counts as the built structure. A size the config refuses (out of
+        range, below the end-of-text or pad id) is refused before anything changes."""
+        if new_num_tokens is not None:
+            size = new_num_tokens
+            if pad_to_multiple_of:
+                size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
+            trial = copy.copy(self.config)
+            trial.__dict__["n_vocab_size"] = size
+            validate(trial)
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, **kw)
         self._built = self._structure(self.config)
         return embeddings
 
@@ -829,7 +838,10 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         window = self.config.n_pos_size
         if attention_mask is not None:
             attention_mask = attention_mask[:, -window:]
-        return {"inputs": input_ids[:, -window:], "attention_mask": attention_mask}
+        inputs = {"inputs": input_ids[:, -window:], "attention_mask": attention_mask}
+        if kwargs.get("output_hidden_states") is not None:  # return_dict_in_generate collects them
+            inputs["output_hidden_states"] = kwargs["output_hidden_states"]
+        return inputs
 
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
         if model_kwargs.get("attention_mask") is not None:

@@ -249,7 +249,8 @@ STOP_EXPLAINED = {
     STOP_BELOW_THRESHOLD: "the chosen candidate's voltage did not exceed its threshold (only the chosen one is "
     "compared), so the signal stops here",
     STOP_ALL_FIRED: "all its plain neighbors have already fired in this pass (a neuron fires at most once)",
-    STOP_NO_NEIGHBORS: "it has no plain neighbors (routes never hop to attentive neurons)",
+    STOP_NO_NEIGHBORS: "it has no plain neighbors (no neighbors at all, or only attentive ones, and routes never "
+    "hop to attentive neurons)",
 }
 
 
@@ -260,7 +261,7 @@ def _start_text(config: GenesisConfig, section: SectionTrace) -> str:
     return (
         f"The indexer runs each of the {who}' dendrites and soma on the section's input: each gives one "
         "voltage (the dendrites' output averaged over all positions, weighted by the soma into one number, "
-        f"through a sigmoid). Neuron {section.start} has the highest{_batch_mean(best)} ({best.mean_voltage:.3f}), "
+        f"through a sigmoid). Neuron {section.start} has the highest{_batch_mean(best) or ' voltage'} ({best.mean_voltage:.3f}), "
         f"so the route starts there; it fires ({parts})."
     )
 

@@ -55,15 +55,24 @@ class SectionTrace:
     stop_reason: str
     sample: int | None = None  # per-sample routing: whose route this is
 
+    def column(self, sample: int) -> int:
+        """Where `sample` is in this trace's per-sample lists (0 in a per-sample trace of its own)."""
+        if self.sample is not None:
+            return 0
+        samples = len(self.alive[0]) if self.alive else 0
+        if not 0 <= sample < samples:  # -1 would silently read the last sample
+            raise ValueError(f"sample must be in [0, {samples - 1}], got {sample}")
+        return sample
+
     def route_of(self, sample: int) -> list[int]:
         """Neurons this sample went through, in firing order."""
-        column = 0 if self.sample is not None else sample
+        column = self.column(sample)
         return [neuron for neuron, alive in zip(self.order, self.alive) if alive[column]]
 
     def hops_of(self, sample: int) -> list[Hop]:
         """The hops offered to this sample: in batch routing the route goes on for the others after
         it stopped (its voltages there are those of a zero row, not its own)."""
-        column = 0 if self.sample is not None else sample
+        column = self.column(sample)
         return [hop for i, hop in enumerate(self.hops) if i == 0 or _alive_before(self, i, column)]
 
     def hop_at(self, step: int, sample: int = 0) -> Hop | None:
@@ -79,7 +88,7 @@ class SectionTrace:
 
     def stop_reason_of(self, sample: int) -> str:
         """Why this sample's route stopped: its own failed hop, else the section's reason."""
-        column = 0 if self.sample is not None else sample
+        column = self.column(sample)
         own = self.hops_of(sample)
         return STOP_BELOW_THRESHOLD if own and not own[-1].passed[column] else self.stop_reason
 

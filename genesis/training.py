@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,6 +46,7 @@ DATA_SOURCES = (CORPUS, *gdata.TASKS, *gdata.LM_TASKS)
 
 
 MAX_LR = 1e6
+MAX_SNAPSHOT_SAMPLES = 4096  # each snapshot routes them all, alone, at every evaluation
 
 
 @dataclass
@@ -66,7 +69,7 @@ class TrainingConfig:
     eval_seed: int = 1  # which validation windows are the fixed evaluation batches
     block_size: int = 64  # window length for text corpora
     val_fraction: float = 0.1
-    snapshot_samples: int = 24  # validation inputs whose routes make each snapshot (0: none; at most all)
+    snapshot_samples: int = 24  # validation inputs routed for each snapshot (0: none; a task: at most all of them)
     output_dir: str | None = None  # final model (+ checkpoints) saved here when set
     checkpoint_every: int | None = None
 
@@ -74,8 +77,8 @@ class TrainingConfig:
         """Every field checked by name when the recipe is made, not deep inside train()."""
         for name in ("steps", "batch_size", "eval_every", "eval_batches", "block_size"):
             _check_whole(name, getattr(self, name), low=1)
-        for name in ("warmup", "snapshot_samples"):
-            _check_whole(name, getattr(self, name), low=0)
+        _check_whole("warmup", self.warmup, low=0)
+        _check_whole("snapshot_samples", self.snapshot_samples, low=0, high=MAX_SNAPSHOT_SAMPLES)
         for name in ("seed", "eval_seed"):
             _check_whole(name, getattr(self, name), low=0, high=2**63 - 1)
         for name in ("early_stop_patience", "checkpoint_every"):
@@ -83,7 +86,7 @@ class TrainingConfig:
                 _check_whole(name, getattr(self, name), low=1, none="None or ")
         for name in ("lr", "min_lr", "weight_decay", "beta2", "val_fraction"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not 0 < self.lr <= MAX_LR:  # beyond, AdamW's float32 arithmetic overflows before any step
             raise ValueError(f"lr must be > 0 and at most {MAX_LR:g}, got {self.lr}")
@@ -110,8 +113,9 @@ class TrainingConfig:
 
 
 def _check_whole(name: str, value: Any, low: int, high: int | None = None, none: str = "") -> None:
-    """An int (not a bool, not 2.5) in [low, high]; the message names the field."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    """An int (numpy's too; not a bool, not 2.5) in [low, high]; the message names the field."""
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if not whole or value < low or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be {none}an integer {bound}, got {value!r}")
 
@@ -667,6 +671,8 @@ class TrainingJob:
         owner_alive: Callable[[], bool] | None = None,
         grace: float = 120.0,
     ):
+        if not (isinstance(grace, numbers.Real) and grace >= 0 and math.isfinite(grace)):
+            raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
         self.model, self.data, self.config, self.slots = model, data, config, slots
         self.owner_alive, self.grace = owner_alive, grace
         self.result: TrainingResult | None = None

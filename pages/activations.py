@@ -129,10 +129,11 @@ no_hops = "every route ended at its start neuron (in a config without neighbors,
 with hops_tab:
     if analysis.transitions(run).empty:
         st.info(f"No route hopped: {no_hops}")
-    section = st.selectbox("Section", range(run.n_sections), key="act_section")
-    st.plotly_chart(
-        stat_figures.transition_heatmap(analysis.transition_matrix(run, section), section), key="act_transitions"
-    )
+    else:
+        section = st.selectbox("Section", range(run.n_sections), key="act_section")
+        st.plotly_chart(
+            stat_figures.transition_heatmap(analysis.transition_matrix(run, section), section), key="act_transitions"
+        )
     table("Every hop that fired, counted", analysis.transitions(run), "transitions", index=False)
 with misses_tab:
     st.caption(

@@ -195,15 +195,18 @@ what_if_view()
 if config.n_output == "causal_lm" and st.toggle("Causality view", key="run_causality"):
     result = causality(model, model_key(model), tuple(ids))
     st.plotly_chart(figures.causality_figure(result, [probes.token_label(t) for t in ids]), key="run_causality_chart")
-    if not config.is_causal:
-        why = "This model's attention is not causal (n_causal is off): every position sees later tokens."
-    elif not config.n_attentive_neurons:
+    leak = max(result.leak(), default=0)
+    if not config.n_attentive_neurons:
         why = "This model has no attention, but a neuron's voltage averages over all positions, so"
+    elif not config.is_causal:
+        why = "This model's attention is not causal (n_causal is off): every position sees later tokens."
     else:
         why = "Attention is causal, but a neuron's voltage averages over all positions, so"
-    if config.is_causal:
+    if not config.n_attentive_neurons or config.is_causal:
         why += " a later token can change the route and through it every earlier output (SPEC, flaw 3)."
-    st.caption(f"{why} Largest change at an earlier position: {max(result.leak(), default=0):.4f}.")
+        if leak == 0:
+            why += " Here no replacement changed the route, so no earlier output changed."
+    st.caption(f"{why} Largest change at an earlier position: {leak:.4f}.")
 
 # -- exports ----------------------------------------------------------------------------------------
 cols = st.columns(3)

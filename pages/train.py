@@ -110,7 +110,7 @@ def progress_text(job: training.TrainingJob, last: training.TrainingEvent | None
     """Where the run is, what it is doing now, and (once it has taken a few steps) how long it has left."""
     steps, done = job.config.steps, last.step if last else 0
     text = f"step {done} / {steps}"
-    if job.waiting or job.done:
+    if job.waiting or job.done or job.stopping:  # no estimate for steps that will not run
         return text
     if last is None:
         return text + " · evaluating the untrained model…" if job.config.eval_at_start else text
@@ -142,7 +142,8 @@ def draw_result(job: training.TrainingJob) -> None:
     if result is None or st.session_state.get("train_published") != id(job):
         return
     st.success(
-        f"{result.stop_reason.capitalize()} after {result.steps_done} steps ({result.seconds:.0f} s). "
+        f"{result.stop_reason.capitalize()} after {result.steps_done} step{'s' * (result.steps_done != 1)} "
+        f"({result.seconds:.0f} s). "
         f"The model is now available as **{TRAINED}** in the sidebar's model picker."
     )
     config_bytes, weights_bytes = st.session_state["trained_files"]

@@ -126,8 +126,10 @@ def test_numbers_out_of_range_are_usage_errors(capsys):
 def test_a_diverging_run_exits_with_an_error_and_saves_nothing(tmp_path, capsys, trainer):
     out = tmp_path / "diverged"
     code = main(["train", "--config", "tiny", "--task", "copy", "--steps", "5", "--examples", "40", "--batch", "4",
-                 "--lr", "1e6", "--warmup", "0", "--trainer", trainer, "--out", str(out)])  # fmt: skip
+                 "--lr", "1e6", "--warmup", "0", "--trainer", trainer, "--checkpoint-every", "1",
+                 "--out", str(out)])  # fmt: skip
     assert code == 1 and not (out / "model.safetensors").exists()  # the hf Trainer used to save NaN weights
+    assert not list(out.glob("checkpoint-*"))  # nor its checkpoints of the run
     assert "NaN or infinite" in capsys.readouterr().err
 
 
@@ -158,3 +160,22 @@ def test_ctrl_c_finishes_the_step_saves_and_says_stopped(tmp_path):
     info = json.loads((out / "training.json").read_text())
     assert info["stop_reason"] == "stopped" and 0 < info["steps_done"] < 100000
     assert gio.load_folder(out).config.n_output == "causal_lm"
+
+
+def test_a_learning_rate_below_the_default_floor_trains(tmp_path):
+    out = tmp_path / "slow"  # the default min_lr (1e-4) used to refuse any lr below it
+    assert main(["train", "--config", "tiny", "--task", "copy", "--steps", "2", "--examples", "40", "--batch", "4",
+                 "--lr", "5e-5", "--out", str(out)]) == 0  # fmt: skip
+    assert json.loads((out / "training.json").read_text())["training"]["min_lr"] == 5e-5
+
+
+def test_trace_files_are_all_or_nothing_and_keep_what_was_there(tmp_path, capsys):
+    model = tmp_path / "m"
+    Genesis(preset("tiny")).save_pretrained(model)
+    mine = tmp_path / "mine.json"
+    mine.write_text("my own notes")
+    code = main(["trace", str(model), "--text", "hi", "--json", str(mine), "--csv", "/proc/genesis-no.csv"])
+    assert code != 0 and mine.read_text() == "my own notes"  # it used to be deleted by the rollback
+    same = tmp_path / "same.out"
+    assert main(["trace", str(model), "--text", "hi", "--json", str(same), "--csv", str(same)]) == 2
+    assert "name the same file" in capsys.readouterr().err and not same.exists()

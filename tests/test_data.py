@@ -379,3 +379,11 @@ def test_sample_texts_are_varied() -> None:
     assert any(not t.isascii() for t in texts)  # emoji / CJK exercise multi-byte paths
     texts.append("mutating the copy")
     assert len(data.sample_texts()) == len(texts) - 1
+
+
+def test_other_encodings_and_old_mac_line_ends_are_named_or_read() -> None:
+    with pytest.raises(DataError, match="looks like UTF-16 without a byte-order mark"):
+        load_lines("héllo wörld ありがとう\n".encode("utf-16-le"))  # not only ASCII text
+    with pytest.raises(DataError, match="looks like UTF-32"):
+        load_lines("text".encode("utf-32"))  # it used to be called UTF-16
+    assert load_lines(b'text\r"a"\rb\r', filename_hint="a.csv") == ["a", "b"]  # \r alone ends a row

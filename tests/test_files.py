@@ -364,3 +364,10 @@ def test_the_build_page_config_uploader_explains_refusals():
         assert_ok(at)
         errors = [e.value for e in at.error]
         assert any(expected in e for e in errors), (expected, errors)
+
+
+def test_class_names_come_back_in_both_directions(tmp_path):
+    config = genesis.preset("classifier", id2label={0: "neg", 1: "pos"})
+    genesis.Genesis(config).save_pretrained(tmp_path)
+    loaded = gio.load_folder(tmp_path).config
+    assert loaded.label2id == {"neg": 0, "pos": 1}  # used to stay LABEL_0, LABEL_1 beside the real names

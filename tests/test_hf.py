@@ -371,3 +371,23 @@ def test_generate_windows_long_inputs(make_model, tokens):
     with torch.no_grad():
         last = model(out[:, -9:-1]).logits[:, -1].argmax(-1)
     assert int(last) == int(out[0, -1])
+
+
+def test_token_ids_that_would_not_load_again_are_refused_at_once(make_model):
+    for field, value in (("eos_token_id", 999), ("pad_token_id", -1), ("eos_token_id", "256")):
+        with pytest.raises(ConfigError, match=f"{field}: must be null or a token id in \\[0, 257\\]"):
+            GenesisConfig(**{**make_model().config.user_dict(), field: value})  # used to save, then not load
+    model = make_model(eos_token_id=256, pad_token_id=257)
+    for size, field in ((200, "eos_token_id"), (0, "n_vocab_size"), (2_000_000, "n_vocab_size")):
+        with pytest.raises(ConfigError, match=field):
+            model.resize_token_embeddings(size)
+        assert model.config.n_vocab_size == 258 and model.input.wte.num_embeddings == 258  # nothing changed
+    assert model(torch.tensor([[1, 2]])).logits.shape == (1, 2, 258)
+
+
+def test_generate_collects_hidden_states_when_asked(lm_model, tokens):
+    out = lm_model.generate(
+        tokens(1, 4), max_new_tokens=2, do_sample=False, pad_token_id=PAD, output_hidden_states=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+    assert len(out.hidden_states) == 2 and out.hidden_states[0][0].shape[-1] == lm_model.config.n_dim

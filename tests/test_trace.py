@@ -396,3 +396,11 @@ def test_routes_run_neither_the_combiner_nor_the_head(make_model, tokens):
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def test_a_sample_outside_the_batch_is_refused(make_model, tokens):
+    section = make_model()(tokens(2, 6), trace=True).trace.sections[0]
+    for sample in (2, -1):  # -1 used to read the last sample
+        for ask in (section.route_of, section.hops_of, section.stop_reason_of):
+            with pytest.raises(ValueError, match=rf"sample must be in \[0, 1\], got {sample}"):
+                ask(sample)

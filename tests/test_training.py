@@ -402,3 +402,15 @@ def test_the_shipped_demo_is_what_its_recipe_builds():
     shipped = gio.load_folder(Path(__file__).resolve().parents[1] / "assets" / "demo").config
     assert shipped.user_dict() == config.user_dict()
     assert (shipped.eos_token_id, shipped.pad_token_id) == (config.eos_token_id, config.pad_token_id) == (256, 257)
+
+
+def test_numpy_numbers_are_numbers_and_odd_settings_are_named():
+    import numpy as np
+
+    recipe = TrainingConfig(steps=np.int64(10), lr=np.float32(1e-3))  # used to be "must be an integer"
+    assert recipe.steps == 10
+    with pytest.raises(ValueError, match=r"snapshot_samples must be an integer in \[0, 4096\]"):
+        TrainingConfig(snapshot_samples=10**4)  # each one is routed at every evaluation
+    for grace in (float("nan"), float("inf"), -1, "1"):
+        with pytest.raises(ValueError, match="grace must be a finite number of seconds"):
+            training.TrainingJob(None, None, TrainingConfig(), grace=grace)

@@ -157,6 +157,7 @@ def test_causality_view():
     [
         ({"n_causal": "False"}, "This model's attention is not causal"),  # every position sees later tokens
         ({"n_attentive_neurons": "0"}, "This model has no attention, but"),
+        ({"n_attentive_neurons": "0", "n_causal": "False"}, "This model has no attention, but"),
     ],
 )
 def test_the_causality_caption_follows_the_config(fields, says):
