@@ -6,6 +6,7 @@ before any tensor is allocated.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from typing import Any
@@ -143,6 +144,13 @@ class GenesisConfig(PreTrainedConfig):
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_with(config: Any, **changes: Any) -> None:
+    """validate() the config as it would be with `changes`, leaving it as it is."""
+    trial = copy.copy(config)
+    trial.__dict__.update(changes)
+    validate(trial)
 
 
 def validate(config: Any) -> None:

@@ -14,7 +14,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .compat import CheckpointError, config_from_original, convert_state_dict
-from .configuration import FIELDS, SECTION_MODES, ConfigError, GenesisConfig, check_size
+from .configuration import FIELDS, SECTION_MODES, ConfigError, GenesisConfig, check_size, validate_with
 
 if TYPE_CHECKING:  # the model code loads on first use: configs, their figures and files need none of it
     from .modeling import Genesis
@@ -99,16 +99,11 @@ MAX_LABEL_CHARS = 200
 
 def _identity(values: dict, config: GenesisConfig, where: str) -> dict[str, Any]:
     """The IDENTITY keys present in `values`, refused by name unless they fit `config`."""
-    found: dict[str, Any] = {}
-    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
-        value = values.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < config.n_vocab_size:
-            raise LoadError(
-                f"{where}{key}: must be null or a token id in [0, {config.n_vocab_size - 1}], got {value!r}"
-            )
-        found[key] = value
+    found: dict[str, Any] = {k: values[k] for k in ("eos_token_id", "pad_token_id", "bos_token_id") if k in values}
+    try:
+        validate_with(config, **found)  # the token ids, as a config made with them checks them
+    except ConfigError as e:
+        raise LoadError(f"{where}{e}") from None
     labels = values.get("id2label")
     if labels is not None:
         if not isinstance(labels, dict) or len(labels) != config.num_labels:

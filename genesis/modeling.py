@@ -8,7 +8,6 @@ lives in `genesis.routing`; this file holds the arithmetic of each part.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import functools
@@ -28,7 +27,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration import FIELDS, ROUTING_MODES, ConfigError, GenesisConfig, check_size, validate
+from .configuration import FIELDS, ROUTING_MODES, ConfigError, GenesisConfig, check_size, validate, validate_with
 from .trace import Recorder, RoutingTrace
 
 DROPOUT = 0.1
@@ -801,9 +800,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             size = new_num_tokens
             if pad_to_multiple_of:
                 size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
-            trial = copy.copy(self.config)
-            trial.__dict__["n_vocab_size"] = size
-            validate(trial)
+            validate_with(self.config, n_vocab_size=size)
         embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, **kw)
         self._built = self._structure(self.config)
         return embeddings
