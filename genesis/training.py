@@ -719,8 +719,11 @@ class TrainingJob:
 
     @property
     def cancelled(self) -> bool:
-        """Stopped while waiting for a slot: it never trained (no result, no error)."""
-        return self.done and self.result is None and self.error is None
+        """Stopped before its first step (waiting for a slot, or during the first evaluation): nothing
+        was trained, so there is no model to hand on."""
+        if not self.done or self.error is not None:
+            return False
+        return self.result is None or self.result.steps_done == 0
 
     def _should_stop(self) -> bool:
         """Stop pressed, or the owner gone for `grace` seconds (checked at most once a second)."""

@@ -317,6 +317,7 @@ def _publish_finished_training() -> None:
         job is not None
         and job.result is not None
         and not job.error
+        and not job.cancelled
         and st.session_state.get("train_published") != id(job)
     ):
         publish_trained(job, st.session_state.get("train_description", "training"))

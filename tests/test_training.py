@@ -304,6 +304,16 @@ def test_a_job_whose_owner_left_while_it_waited_never_trains(brackets, monkeypat
     assert first.wait(60)
 
 
+def test_a_job_stopped_during_its_first_evaluation_hands_on_nothing(brackets):
+    # The first evaluation runs before step 1; a Stop pressed then used to publish the untrained
+    # model as "trained in this session (0 steps)".
+    recipe = TrainingConfig(steps=5000, batch_size=8, eval_batches=50, snapshot_samples=64)
+    job = training.TrainingJob(small_model(brackets), brackets, recipe).start()
+    job.stop()
+    assert job.wait(120) and job.result is not None and job.result.steps_done == 0
+    assert job.cancelled and job.error is None
+
+
 def test_the_same_loop_trains_a_transformers_model():
     from transformers import GPT2Config, GPT2LMHeadModel
 

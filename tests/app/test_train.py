@@ -138,7 +138,7 @@ def test_a_training_stopped_while_waiting_for_a_slot_publishes_nothing():
         at.button(key="train_stop").click().run()
         poll_until(at, lambda at: job.done)
         assert job.cancelled and "trained_model" not in at.session_state
-        assert any("Stopped before it started" in i.value for i in at.info)
+        assert any("Stopped before the first step" in i.value for i in at.info)
         assert not any("Waiting for a free training slot" in i.value for i in at.info)
     finally:
         for other in busy:
