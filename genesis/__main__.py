@@ -23,7 +23,7 @@ import torch
 
 from . import io as gio
 from . import training
-from .configuration import PRESETS, ConfigError, GenesisConfig, SizeError, check_size, human, preset
+from .configuration import PRESETS, ConfigError, GenesisConfig, SizeError, check_size, human, plural, preset
 from .data import DataError, load_text_file
 from .modeling import Genesis, default_device
 from .probes import encode_for
@@ -214,10 +214,6 @@ def train_command(args) -> int:
         f"train loss {result.final_train_loss:.4f}, val loss {result.final_val_loss:.4f}; saved to {args.out}"
     )
     return 0
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 # -- trace ----------------------------------------------------------------------------------------

@@ -420,6 +420,11 @@ def human(value: float) -> str:
     return f"{value / 1000**exponent:.3g}{' KMGT'[exponent]}"
 
 
+def plural(count: int, noun: str) -> str:
+    """3, "step" -> '3 steps'; 1, "step" -> '1 step'."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 # ---------------------------------------------------------------------------------------------
 # Config fields in app URLs
 

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .configuration import plural
+
 # Why a route stopped.
 STOP_NO_NEIGHBORS = "no plain neighbors"  # the last neuron is wired to attentive neurons only, or to none
 STOP_ALL_FIRED = "all neighbors already fired"
@@ -82,7 +84,7 @@ class SectionTrace:
         if not 0 <= step <= len(hops):
             raise ValueError(
                 f"step must be in [0, {len(hops)}]: sample {sample}'s route in section {self.section} has "
-                f"{len(hops)} hop{'s' * (len(hops) != 1)}, got {step}"
+                f"{plural(len(hops), 'hop')}, got {step}"
             )
         return hops[step - 1] if step else None
 

@@ -16,7 +16,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from genesis import data as gdata
 from genesis import training
-from genesis.configuration import human
+from genesis.configuration import human, plural
 from genesis.modeling import Genesis
 from genesis.training_figures import class_firing_figure, loss_figure, routing_over_training
 from pages.common import SOURCES, config_fields, model_picker, page_header, publish_trained, validate_fields
@@ -142,7 +142,7 @@ def draw_result(job: training.TrainingJob) -> None:
     if result is None or st.session_state.get("train_published") != id(job):
         return
     st.success(
-        f"{result.stop_reason.capitalize()} after {result.steps_done} step{'s' * (result.steps_done != 1)} "
+        f"{result.stop_reason.capitalize()} after {plural(result.steps_done, 'step')} "
         f"({result.seconds:.0f} s). "
         f"The model is now available as **{TRAINED}** in the sidebar's model picker."
     )
