@@ -3,7 +3,8 @@
 The model and the tokenizer load on first use (`genesis.Genesis`, `from genesis import Genesis`):
 transformers' model code takes longer to import than everything else here together, and a config,
 its figures and graphs need none of it (the app draws its first chart that way). AutoConfig,
-AutoModel and AutoModelForCausalLM know Genesis from `import genesis` on.
+AutoModel, AutoModelForCausalLM and AutoModelForSequenceClassification know Genesis from
+`import genesis` on (the last two make a Genesis that refuses a config with the other head).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+import transformers
+from transformers import AutoConfig
 
 from .configuration import (
+    AUTO_CLASSES,
     PRESETS,
     ConfigError,
     GenesisConfig,
@@ -26,12 +29,21 @@ from .configuration import (
 from .trace import Candidate, Hop, RoutingTrace, SectionTrace
 
 if TYPE_CHECKING:
-    from .modeling import Genesis, GenesisOutput, default_device, neighbor_wiring
+    from .modeling import (
+        Genesis,
+        GenesisForCausalLM,
+        GenesisForSequenceClassification,
+        GenesisOutput,
+        default_device,
+        neighbor_wiring,
+    )
     from .tokenization import byte_tokenizer, load_tokenizer
 
 # Public name → the submodule that defines it, imported on first access (PEP 562).
 _LAZY = {
     "Genesis": "modeling",
+    "GenesisForCausalLM": "modeling",
+    "GenesisForSequenceClassification": "modeling",
     "GenesisOutput": "modeling",
     "default_device": "modeling",
     "neighbor_wiring": "modeling",
@@ -45,6 +57,8 @@ __all__ = [
     "ConfigError",
     "Genesis",
     "GenesisConfig",
+    "GenesisForCausalLM",
+    "GenesisForSequenceClassification",
     "GenesisOutput",
     "Hop",
     "RoutingTrace",
@@ -79,14 +93,14 @@ def __dir__() -> list[str]:
 
 
 class _ModelOnFirstUse(type):
-    """Stands in for `Genesis` in the Auto* mappings until genesis.modeling is imported, which then
-    registers the class itself: AutoModel.from_pretrained (any attribute) imports the model first."""
+    """Stands in for a model class (by its name) in the Auto* mappings until genesis.modeling is
+    imported, which then registers the class itself: from_pretrained (any attribute) imports it."""
 
     def __getattr__(cls, name: str) -> Any:
-        return getattr(importlib.import_module(".modeling", __name__).Genesis, name)
+        return getattr(getattr(importlib.import_module(".modeling", __name__), cls.__name__), name)
 
 
-_stand_in = _ModelOnFirstUse("Genesis", (), {"config_class": GenesisConfig, "__module__": __name__})
 AutoConfig.register("genesis", GenesisConfig, exist_ok=True)
-AutoModel.register(GenesisConfig, _stand_in, exist_ok=True)
-AutoModelForCausalLM.register(GenesisConfig, _stand_in, exist_ok=True)
+for _auto, _model in AUTO_CLASSES.items():
+    _stand_in = _ModelOnFirstUse(_model, (), {"config_class": GenesisConfig, "__module__": __name__})
+    getattr(transformers, _auto).register(GenesisConfig, _stand_in, exist_ok=True)

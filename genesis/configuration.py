@@ -32,6 +32,12 @@ class SizeError(ValueError):
 
 INPUT_MODES = ("reading", "bridge", "none")
 OUTPUT_MODES = ("causal_lm", "sequence_classifier", "bridge", "none")
+# transformers' Auto classes that know Genesis (from `import genesis` on) and the class each makes.
+AUTO_CLASSES = {
+    "AutoModel": "Genesis",
+    "AutoModelForCausalLM": "GenesisForCausalLM",
+    "AutoModelForSequenceClassification": "GenesisForSequenceClassification",
+}
 SECTION_MODES = ("split", "sequential")
 ROUTING_MODES = ("batch", "sample")
 

@@ -23,11 +23,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration import FIELDS, ROUTING_MODES, ConfigError, GenesisConfig, check_size, validate, validate_with
+from .configuration import (
+    AUTO_CLASSES,
+    FIELDS,
+    ROUTING_MODES,
+    ConfigError,
+    GenesisConfig,
+    check_size,
+    validate,
+    validate_with,
+)
 from .trace import Recorder, RoutingTrace
 
 DROPOUT = 0.1
@@ -871,8 +881,35 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# Replaces the stand-in that genesis/__init__.py registers (it loads this module on first use).
-from transformers import AutoModel, AutoModelForCausalLM  # noqa: E402
+class _OneHead(Genesis):
+    """Genesis for an Auto class that stands for one kind of head: AutoModelForCausalLM must not
+    hand back a classifier (it would have no vocabulary to generate from), nor the other way round."""
 
-AutoModel.register(GenesisConfig, Genesis, exist_ok=True)
-AutoModelForCausalLM.register(GenesisConfig, Genesis, exist_ok=True)
+    output_mode = ""
+
+    def __init__(self, config: GenesisConfig, **size_limits: Any):
+        if config.n_output != self.output_mode:
+            auto = next(a for a, name in AUTO_CLASSES.items() if name == type(self).__name__)
+            raise ConfigError(
+                "n_output",
+                f"is {config.n_output!r}, but {auto} makes {self.output_mode!r} models: "
+                "load this one with AutoModel or Genesis.from_pretrained",
+            )
+        super().__init__(config, **size_limits)
+
+
+class GenesisForCausalLM(_OneHead):
+    """What AutoModelForCausalLM makes: a Genesis with the causal-LM head, nothing else."""
+
+    output_mode = "causal_lm"
+
+
+class GenesisForSequenceClassification(_OneHead):
+    """What AutoModelForSequenceClassification makes: a Genesis with the classifier head."""
+
+    output_mode = "sequence_classifier"
+
+
+# Replace the stand-ins that genesis/__init__.py registers (it loads this module on first use).
+for _auto, _model in AUTO_CLASSES.items():
+    getattr(transformers, _auto).register(GenesisConfig, globals()[_model], exist_ok=True)

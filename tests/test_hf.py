@@ -10,9 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, pipeline
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, pipeline
 
-from genesis import ConfigError, Genesis, GenesisConfig, byte_tokenizer
+from genesis import (
+    ConfigError,
+    Genesis,
+    GenesisConfig,
+    GenesisForCausalLM,
+    GenesisForSequenceClassification,
+    byte_tokenizer,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,12 +105,34 @@ def test_auto_classes(tmp_path, make_model, tokens):
     config = AutoConfig.from_pretrained(tmp_path)
     assert type(config) is GenesisConfig
     assert config.user_dict() == model.config.user_dict()
-    for auto in (AutoModel, AutoModelForCausalLM):
+    for auto, made in ((AutoModel, Genesis), (AutoModelForCausalLM, GenesisForCausalLM)):
         loaded = auto.from_pretrained(tmp_path)
-        assert type(loaded) is Genesis
+        assert type(loaded) is made
         same_run(model, loaded.eval(), tokens(3, 6))
-    assert type(AutoModel.from_config(config)) is Genesis
-    assert type(AutoModelForCausalLM.from_config(config)) is Genesis
+        assert type(auto.from_config(config)) is made
+
+
+def test_each_head_auto_class_refuses_the_other_head(tmp_path, make_model, tokens):
+    """AutoModelForCausalLM used to hand back a classifier (nothing to generate from), and a
+    causal LM would have come out of AutoModelForSequenceClassification."""
+    classifier = make_model(n_output="sequence_classifier", n_outputs=3)
+    classifier.save_pretrained(tmp_path / "classifier")
+    make_model().save_pretrained(tmp_path / "lm")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "classifier")
+    assert type(loaded) is GenesisForSequenceClassification
+    same_run(classifier, loaded.eval(), tokens(3, 6))
+    for auto, folder, head in (
+        (AutoModelForCausalLM, "classifier", "'sequence_classifier'"),
+        (AutoModelForSequenceClassification, "lm", "'causal_lm'"),
+    ):
+        with pytest.raises(ConfigError, match=f"n_output: is {head}, but {auto.__name__} makes .*AutoModel or Genesis"):
+            auto.from_pretrained(tmp_path / folder)
+        with pytest.raises(ConfigError, match=f"but {auto.__name__} makes"):
+            auto.from_config(AutoConfig.from_pretrained(tmp_path / folder))
+    # The generic classes still take either head, and a head class's save loads everywhere.
+    assert type(AutoModel.from_pretrained(tmp_path / "classifier")) is Genesis
+    loaded.save_pretrained(tmp_path / "again")
+    same_run(classifier, Genesis.from_pretrained(tmp_path / "again").eval(), tokens(2, 5))
 
 
 def test_from_pretrained_refuses_an_invalid_config(tmp_path, make_model):

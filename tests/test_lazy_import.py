@@ -66,22 +66,24 @@ def test_the_model_loads_on_first_use_and_auto_classes_know_it_from_import_genes
     result = fresh_python(
         "import json, sys\n"
         "import genesis\n"
-        "from transformers import AutoConfig, AutoModel, AutoModelForCausalLM\n"
+        "from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification\n"
         f"before = {loaded(MODEL_CODE)}\n"
         f"loaded = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r})\n"
         f"config = AutoConfig.from_pretrained({str(tmp_path)!r})\n"
         "print(json.dumps({'before': before,\n"
-        "    'loaded': [type(loaded).__module__, type(loaded) is genesis.Genesis],\n"
+        "    'loaded': [type(loaded).__module__, type(loaded) is genesis.GenesisForCausalLM],\n"
         "    'config': type(config).__name__,\n"
-        "    'auto': [type(a.from_config(config)) is genesis.Genesis for a in (AutoModel, AutoModelForCausalLM)],\n"
-        "    'registered': AutoModel._model_mapping[genesis.GenesisConfig] is genesis.Genesis,\n"
+        "    'auto': [type(a.from_config(config)).__name__ for a in (AutoModel, AutoModelForCausalLM)],\n"
+        "    'registered': [a._model_mapping[genesis.GenesisConfig] is getattr(genesis, n) for a, n in\n"
+        "        ((AutoModel, 'Genesis'), (AutoModelForCausalLM, 'GenesisForCausalLM'),\n"
+        "         (AutoModelForSequenceClassification, 'GenesisForSequenceClassification'))],\n"
         "    'submodule': genesis.routing.__name__,\n"
         "    'all_listed': all(name in dir(genesis) for name in genesis.__all__)}))\n"
     )
     assert result["before"] == []
     assert result["loaded"] == ["genesis.modeling", True] and result["config"] == "GenesisConfig"
-    assert result["auto"] == [True, True]
-    assert result["registered"]  # the model, once imported, replaced the stand-in
+    assert result["auto"] == ["Genesis", "GenesisForCausalLM"]
+    assert result["registered"] == [True, True, True]  # the model, once imported, replaced the stand-ins
     assert result["submodule"] == "genesis.routing"  # submodules are still attributes of the package
     assert result["all_listed"]
 
