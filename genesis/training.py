@@ -725,6 +725,11 @@ class TrainingJob:
             return False
         return self.result is None or self.result.steps_done == 0
 
+    @property
+    def publishable(self) -> bool:
+        """Finished with a trained model to hand on: not failed or diverged, not cancelled."""
+        return self.done and self.error is None and not self.cancelled
+
     def _should_stop(self) -> bool:
         """Stop pressed, or the owner gone for `grace` seconds (checked at most once a second)."""
         if self._stop.is_set():
@@ -751,9 +756,10 @@ class TrainingJob:
                     return
             self.waiting = False
         try:
-            self.result = train(self.model, self.data, self.config, self._record, self._should_stop)
-            if self.result.stop_reason == DIVERGED:
-                self.error = diverged_message(self.result)
+            result = train(self.model, self.data, self.config, self._record, self._should_stop)
+            if result.stop_reason == DIVERGED:  # the error first: a reader may look at result any time
+                self.error = diverged_message(result)
+            self.result = result
         except Exception as e:  # noqa: BLE001 - shown to the user instead of dying silently in a thread
             self.error = f"{type(e).__name__}: {e}"
             self.model.eval()

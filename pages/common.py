@@ -313,13 +313,7 @@ def publish_trained(job, description: str) -> None:
 def _publish_finished_training() -> None:
     """A training that ended while its page was not shown still becomes the session's trained model."""
     job = st.session_state.get("train_job")
-    if (
-        job is not None
-        and job.result is not None
-        and not job.error
-        and not job.cancelled
-        and st.session_state.get("train_published") != id(job)
-    ):
+    if job is not None and job.publishable and st.session_state.get("train_published") != id(job):
         publish_trained(job, st.session_state.get("train_description", "training"))
 
 

@@ -101,7 +101,7 @@ def draw_progress(job: training.TrainingJob, description: str) -> None:
         st.error(f"Training failed: {job.error}")
     elif job.cancelled:
         st.info("Stopped before the first step: nothing was trained.")
-    elif job.done and st.session_state.get("train_published") != id(job):
+    elif job.publishable and st.session_state.get("train_published") != id(job):
         publish_trained(job, description)
         st.rerun()  # the whole page: buttons, sidebar and downloads follow
 

@@ -216,6 +216,7 @@ def test_background_job_reports_progress_and_stops(brackets):
     assert job.result.stop_reason == "stopped" and job.result.steps_done < 5000
     assert job.events()[-1].step == job.result.steps_done
     assert not job.model.training
+    assert job.publishable  # stopped after some steps: a trained model to hand on
 
 
 def one_slot_taken(brackets) -> tuple[training.TrainingJob, training.TrainingJob]:
@@ -245,7 +246,8 @@ def test_a_job_stopped_while_waiting_never_trains(brackets):
     assert waiting.waiting and not waiting.cancelled
     waiting.stop()
     assert waiting.wait(10) and waiting.cancelled and not waiting.waiting  # the page drops its "Waiting" note
-    assert waiting.result is None and waiting.error is None and not waiting.events()  # nothing to publish
+    assert waiting.result is None and waiting.error is None and not waiting.events()
+    assert not waiting.publishable  # nothing to publish
     first.stop()
     assert first.wait(60) and not first.cancelled
 
@@ -311,7 +313,7 @@ def test_a_job_stopped_during_its_first_evaluation_hands_on_nothing(brackets):
     job = training.TrainingJob(small_model(brackets), brackets, recipe).start()
     job.stop()
     assert job.wait(120) and job.result is not None and job.result.steps_done == 0
-    assert job.cancelled and job.error is None
+    assert job.cancelled and job.error is None and not job.publishable
 
 
 def test_the_same_loop_trains_a_transformers_model():
@@ -366,6 +368,22 @@ def test_a_diverging_run_stops_and_is_not_saved(brackets, tmp_path):
     assert not (tmp_path / "model.safetensors").exists()
     job = training.TrainingJob(small_model(brackets), brackets, replace(recipe, output_dir=None)).start()
     assert job.wait(60) and "NaN or infinite" in job.error and "lower learning rate" in job.error
+    assert not job.publishable
+
+
+def test_a_diverged_job_is_never_seen_with_a_result_and_no_error(brackets, monkeypatch):
+    """The app publishes a job's model once it has a result and no error, from any page's rerun: the
+    result used to be set before the divergence error, so a rerun in between published NaN weights."""
+    message = training.diverged_message
+    monkeypatch.setattr(training, "diverged_message", lambda result: time.sleep(0.3) or message(result))
+    recipe = TrainingConfig(steps=20, batch_size=8, lr=1e6, min_lr=0.0, eval_batches=1)
+    job = training.TrainingJob(small_model(brackets), brackets, recipe).start()
+    seen = set()
+    while not job.done:
+        seen.add((job.result is not None, job.error is not None, job.publishable))
+        time.sleep(0.001)
+    assert (True, False, False) not in seen and not any(publishable for *_, publishable in seen)
+    assert job.error and not job.publishable
 
 
 @pytest.mark.parametrize("field, value", [("lr", float("inf")), ("lr", float("nan")), ("min_lr", float("-inf"))])
