@@ -97,6 +97,3 @@ def encode_text(
         note = f"input has {len(ids)} tokens; only the last {max_tokens} (n_pos_size) are used"
         return ids[-max_tokens:], note
     return ids, None
-
-
-_BYTES = byte_tokenizer()

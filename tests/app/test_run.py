@@ -235,3 +235,27 @@ def test_home_and_run_work_for_other_configs(overrides):
         at.button(key="home_next").click().run()
         assert_ok(at)
     assert at.button(key="home_next").disabled
+
+
+def test_model_key_follows_the_model_object_and_every_weight_change():
+    """The key of cached results: the same for an unchanged model, new after any in-place change,
+    and never shared with a model built after another was freed (id() is reused then)."""
+    from pages.common import model_key
+
+    model = genesis.Genesis(genesis.preset("tiny"))
+    key = model_key(model)
+    assert model_key(model) == key
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randint(0, 256, (2, 8)), labels=torch.randint(0, 256, (2, 8))).loss.backward()
+    optimizer.step()
+    stepped = model_key(model)
+    assert stepped != key
+    model.load_state_dict(genesis.Genesis(genesis.preset("tiny", n_seed=1)).state_dict())
+    assert model_key(model) not in (key, stepped)
+    with torch.no_grad():
+        model.sections[0].threshold[0] = 0.9
+    assert len({key, stepped, model_key(model)}) == 3
+    keys = set()
+    for seed in range(20):  # freed and rebuilt: the same id() and addresses come back often
+        keys.add(model_key(genesis.Genesis(genesis.preset("tiny", n_seed=seed))))
+    assert len(keys) == 20
