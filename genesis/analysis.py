@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, field_value, preset
+from .data import BYTE_IDS
 from .modeling import Genesis
 from .tokenization import encode_text
 from .trace import RoutingTrace
@@ -35,7 +36,6 @@ from .trace import RoutingTrace
 Progress = Callable[[int, int], None]  # (inputs done, inputs in all)
 Route = list[list[int]]  # per section, the neurons one input went through, in firing order
 
-BYTE_IDS = 256  # the byte tokenizer's ids 0..255 must exist in the vocabulary
 INPUT_COLUMNS = ["input", "text", "tokens", "truncated", "batch", "count"]
 ROUTE_COLUMNS = ["input", "section", "step", "neuron"]
 CANDIDATE_COLUMNS = [
@@ -110,10 +110,12 @@ def runnable_problem(config: GenesisConfig) -> str | None:
 
 
 def with_fields(model: Genesis, **fields: Any) -> Genesis:
-    """A copy of `model` in eval mode with some config fields changed and the same weights.
+    """A copy of `model` in eval mode with some config fields changed and the same weights (the
+    model itself when there is nothing to change and it is in eval mode already).
 
-    Only for fields that keep every weight's shape (n_seed rewires, n_routing changes the router).
-    The model itself is never touched (the app shares cached models across sessions).
+    Only for fields that keep every weight's shape (n_seed rewires; the routing mode needs no copy:
+    `model(x, routing=...)`). The model itself is never touched (the app shares cached models
+    across sessions).
     """
     if not fields and not model.training:
         return model
@@ -123,13 +125,6 @@ def with_fields(model: Genesis, **fields: Any) -> Genesis:
     twin = Genesis(config, max_activation_bytes=None).to(weight.dtype)
     twin.load_state_dict(model.state_dict())
     return twin.to(weight.device).eval()
-
-
-def routing_copy(model: Genesis, routing: str) -> Genesis:
-    """The model with the given routing mode, in eval mode (itself when it already is)."""
-    if routing not in ROUTING_MODES:
-        raise ValueError(f"routing must be one of {', '.join(map(repr, ROUTING_MODES))}, got {routing!r}")
-    return with_fields(model, **({} if model.config.n_routing == routing else {"n_routing": routing}))
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -168,9 +163,9 @@ def run_many(
         raise ValueError("no inputs: give at least one text")
     if problem := runnable_problem(model.config):
         raise ValueError(problem)
-    runner = routing_copy(model, routing)
-    # A batch of one routes the same either way, and batch routing does it faster (no regrouping).
-    single = runner if routing == "batch" else routing_copy(model, "batch")
+    if routing not in ROUTING_MODES:
+        raise ValueError(f"routing must be one of {', '.join(map(repr, ROUTING_MODES))}, got {routing!r}")
+    runner = with_fields(model)  # in eval mode
     encoded = [encode_text(text, model.config.n_pos_size) for text in texts]
     thresholds = model.thresholds()
     device = next(runner.parameters()).device
@@ -179,7 +174,8 @@ def run_many(
     with torch.no_grad():
         for batch_number, batch in enumerate(length_batches([len(ids) for ids, _ in encoded], batch_size)):
             ids = torch.tensor([encoded[i][0] for i in batch], device=device)
-            trace = (single if len(batch) == 1 else runner).routes(ids)
+            # A batch of one routes the same either way, and batch routing does it faster (no regrouping).
+            trace = runner.routes(ids, routing="batch" if len(batch) == 1 else routing)
             routes.append(_renumber(trace.to_frame("route"), batch))
             candidates.append(_renumber(trace.to_frame("candidates"), batch))
             for b, index in enumerate(batch):
@@ -446,7 +442,7 @@ def parameter_count(model: Genesis) -> int:
 
 def forward_latency(model: Genesis, text: str, repeats: int = 5) -> float:
     """Median milliseconds of one forward pass on one text (after one warm-up pass)."""
-    runner = routing_copy(model, model.config.n_routing)
+    runner = with_fields(model)  # in eval mode
     ids, _ = encode_text(text, model.config.n_pos_size)
     inputs = torch.tensor([ids], device=next(runner.parameters()).device)
     timings = []

@@ -381,11 +381,13 @@ class Reading(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         vocab, length = self.wte.num_embeddings, input_ids.shape[-1]
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
-            raise ValueError(f"token ids must be in [0, {vocab - 1}] (n_vocab_size={vocab})")
+        if input_ids.numel():
+            low, high = torch.aminmax(input_ids)  # one reduction instead of two
+            if int(low) < 0 or int(high) >= vocab:
+                raise ValueError(f"token ids must be in [0, {vocab - 1}] (n_vocab_size={vocab})")
         if length > self.wpe.num_embeddings:
             raise ValueError(f"{length} tokens is longer than n_pos_size={self.wpe.num_embeddings}; truncate or window")
-        positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
+        positions = torch.arange(length, device=input_ids.device)
         h = plus(self.wte(input_ids), self.wpe(positions).unsqueeze(0))  # (B, T, n_dim)
         return silu(self.ln(self.fc_out(h)))
 
@@ -666,11 +668,13 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         return_dict: bool | None = None,
         implementation: str = "fast",
+        routing: str | None = None,
         **kwargs: Any,  # generate() passes use_cache and friends; there is no cache
     ) -> GenesisOutput:
-        """Run the network. `implementation="reference"` runs the literal SPEC path (the oracle)."""
+        """Run the network. `implementation="reference"` runs the literal SPEC path (the oracle);
+        `routing` ("batch" or "sample") overrides config.n_routing for this pass only."""
         x = _given(inputs, input_ids, inputs_embeds)
-        h, count, recorder = self._pass(x, attention_mask, y, trace, implementation, outputs=True)
+        h, count, recorder = self._pass(x, attention_mask, y, trace, implementation, routing, outputs=True)
         hidden = kwargs.get("output_hidden_states")
         hidden = self.config.output_hidden_states if hidden is None else hidden
         outputs, logits, loss = self.output(h, labels)
@@ -692,6 +696,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         implementation: str = "fast",
         input_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        routing: str | None = None,
     ) -> RoutingTrace:
         """The routes of a pass (the trace that `forward(..., trace=True)` gives), without its outputs:
         the sections do not fold their neurons' results back, the combiner and the head do not run.
@@ -699,7 +704,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         In train mode dropout changes the voltages on every call: use .eval() for the model's own routes."""
         x = _given(inputs, input_ids, inputs_embeds)
         with torch.no_grad():
-            _, _, recorder = self._pass(x, attention_mask, y, True, implementation, outputs=False)
+            _, _, recorder = self._pass(x, attention_mask, y, True, implementation, routing, outputs=False)
         return recorder.finish()
 
     def _pass(
@@ -709,6 +714,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         y: torch.Tensor | None,
         trace: bool,
         implementation: str,
+        routing: str | None,
         outputs: bool,
     ) -> tuple[torch.Tensor | None, int, Recorder | None]:
         """Input and sections: the last hidden state (None when `outputs` is False), the count, the recorder."""
@@ -720,9 +726,11 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             raise ValueError(f"implementation must be 'fast' or 'reference', got {implementation!r}")
         self._check_structure()
         self._check_inputs(x, attention_mask)
-        routing = self.config.n_routing  # read every pass: setting config.n_routing switches the routing
+        name = "config.n_routing" if routing is None else "routing"
+        if routing is None:
+            routing = self.config.n_routing  # read every pass: setting config.n_routing switches the routing
         if routing not in ROUTING_MODES:
-            raise ValueError(f"config.n_routing must be one of {', '.join(map(repr, ROUTING_MODES))}, got {routing!r}")
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, ROUTING_MODES))}, got {routing!r}")
         causal = self.config.n_causal
         if type(self.config.n_trainable_routing) is not bool or (causal is not None and type(causal) is not bool):
             validate(self.config)  # names the field; 1 or "yes" would otherwise run and then not load
@@ -731,7 +739,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
                 "the reference path implements batch routing; compare per-sample routing with batch-of-one runs"
             )
         router = ROUTERS["reference" if implementation == "reference" else routing]
-        recorder = Recorder(self.config.n_routing, x.shape[0]) if trace else None
+        recorder = Recorder(routing, x.shape[0]) if trace else None
         mask = self._attention_mask(attention_mask, x.shape[1], x.device)
         trainable = self.config.n_trainable_routing and torch.is_grad_enabled()
         ctx = PassContext(mask, None, recorder, trainable, router, outputs)

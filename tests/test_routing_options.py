@@ -122,6 +122,25 @@ def test_batch_routing_of_one_sample_equals_per_sample(make_model, tokens):
     assert a.trace.sample_routes() == b.trace.sample_routes()
 
 
+@pytest.mark.parametrize("configured, asked", [("batch", "sample"), ("sample", "batch")])
+def test_a_pass_can_ask_for_the_other_routing(make_model, tokens, configured, asked):
+    """model(x, routing=...) routes as a copy with that n_routing would, and leaves the config alone
+    (the app's shared models are run both ways without copying their weights)."""
+    model = make_model(n_routing=configured, n_seed=6)
+    other = twin(model, n_routing=asked)
+    x = tokens(5, 8, seed=4)
+    with torch.no_grad():
+        asked_out, other_out = model(x, trace=True, routing=asked), other(x, trace=True)
+        own_out = model(x, trace=True)
+    torch.testing.assert_close(asked_out.outputs, other_out.outputs, atol=1e-5, rtol=0)
+    assert asked_out.trace.sample_routes() == other_out.trace.sample_routes() != own_out.trace.sample_routes()
+    assert asked_out.trace.mode == asked and own_out.trace.mode == configured
+    assert model.routes(x, routing=asked).sample_routes() == other_out.trace.sample_routes()
+    assert model.config.n_routing == configured
+    with pytest.raises(ValueError, match="routing must be one of 'batch', 'sample', got 'alone'"):
+        model(x, routing="alone")
+
+
 # -- trainable routing -----------------------------------------------------------------------------
 
 
