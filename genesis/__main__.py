@@ -223,7 +223,7 @@ def describe_route(trace, sample: int = 0) -> str:
     """A readable route per section: the start vote, every hop with voltage vs threshold, why it stopped."""
     lines = []
     for st in trace.sample_sections(sample):
-        column = 0 if st.sample is not None else sample
+        column = st.column(sample)
         votes = "  ".join(f"{c.neuron}:{c.voltages[column]:.3f}" for c in st.indexer)
         lines.append(f"section {st.section}: start {st.start}" + (f"  (indexer votes {votes})" if votes else ""))
         for hop in st.hops_of(sample):  # its own: in a batch the route may go on after it stopped

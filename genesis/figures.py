@@ -304,7 +304,7 @@ def hop_step_figure(
     of the indexer's candidates); the chosen one has an orange outline. With several samples in the
     batch, diamonds mark the batch means that decided the choice.
     """
-    column = 0 if section.sample is not None else sample
+    column = section.column(sample)
     n_attentive = len(section.indexer) if n_attentive is None else n_attentive
     if step == 0:
         candidates, chosen, threshold = section.indexer, section.start, None

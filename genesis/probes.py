@@ -120,7 +120,7 @@ def route_at_step(section: SectionTrace, step: int, sample: int = 0) -> tuple[li
     route = section.route_of(sample)[: step + 1]
     if hop is None:
         return route, None
-    passed = hop.passed[0 if section.sample is not None else sample]
+    passed = hop.passed[section.column(sample)]
     return route, None if passed else (hop.source, hop.chosen)
 
 
@@ -274,7 +274,7 @@ def _batch_mean(candidate) -> str:
 def _hop_text(section: SectionTrace, index: int, sample: int) -> str:
     hops = section.hops_of(sample)
     hop = hops[index]
-    column = 0 if section.sample is not None else sample
+    column = section.column(sample)
     names = ", ".join(str(c.neuron) for c in hop.candidates)
     chosen = next(c for c in hop.candidates if c.neuron == hop.chosen)
     voltage = chosen.voltages[column]

@@ -148,7 +148,7 @@ class RoutingTrace:
         rows: list[dict[str, Any]] = []
         for b in range(self.batch_size):
             for st in self.sample_sections(b):
-                column = 0 if st.sample is not None else b
+                column = st.column(b)
                 if kind == "route":
                     for step, neuron in enumerate(st.route_of(b)):
                         rows.append(dict(sample=b, section=st.section, step=step, neuron=neuron))
