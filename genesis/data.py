@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "BYTE_IDS",
     "BYTE_VOCAB_SIZE",
     "DEFAULT_CORPUS_MODULES",
     "EOS_ID",
@@ -63,9 +64,10 @@ __all__ = [
     "stdlib_docstring_corpus",
 ]
 
-EOS_ID = 256
-PAD_ID = 257
-BYTE_VOCAB_SIZE = 258
+BYTE_IDS = 256  # token ids 0..255 are the bytes
+EOS_ID = BYTE_IDS  # end of text
+PAD_ID = BYTE_IDS + 1
+BYTE_VOCAB_SIZE = BYTE_IDS + 2
 IGNORE_INDEX = -100  # HF / torch cross-entropy convention for "no loss here"
 
 

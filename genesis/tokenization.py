@@ -7,9 +7,10 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from .data import BYTE_IDS, EOS_ID, PAD_ID
+
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
-BYTE_VOCAB_SIZE = 258  # 256 bytes + end-of-text + pad
 
 
 def byte_tokenizer() -> PreTrainedTokenizerFast:
@@ -22,10 +23,10 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     # Byte-level pre-tokenizer maps each byte to one printable character; the vocab is those 256.
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     byte_to_char = _bytes_to_unicode()
-    vocab = {byte_to_char[b]: b for b in range(256)}
+    vocab = {byte_to_char[b]: b for b in range(BYTE_IDS)}
     assert set(vocab) == set(alphabet)
-    vocab[EOS_TOKEN] = 256
-    vocab[PAD_TOKEN] = 257
+    vocab[EOS_TOKEN] = EOS_ID
+    vocab[PAD_TOKEN] = PAD_ID
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=EOS_TOKEN))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False), pre_tokenizers.Split("", "isolated")]

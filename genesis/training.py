@@ -298,7 +298,7 @@ def check_fits(model: torch.nn.Module, task: Task) -> None:
     if positions is not None and task.seq_len > positions:
         raise ValueError(f"inputs of {task.seq_len} tokens are longer than the model's {positions} positions")
     vocab = getattr(config, "vocab_size", None)
-    if vocab is not None and vocab < gdata.BYTE_VOCAB_SIZE - 2:
+    if vocab is not None and vocab < gdata.BYTE_IDS:
         raise ValueError(f"the data uses byte ids up to 255; the model's vocabulary has {vocab}")
     output = getattr(config, "n_output", None)
     wanted = "sequence_classifier" if task.kind == "classification" else "causal_lm"

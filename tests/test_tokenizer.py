@@ -6,7 +6,8 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from genesis import byte_tokenizer, load_tokenizer
-from genesis.tokenization import BYTE_VOCAB_SIZE, EOS_TOKEN, PAD_TOKEN, TextError, encode_text
+from genesis.data import BYTE_VOCAB_SIZE
+from genesis.tokenization import EOS_TOKEN, PAD_TOKEN, TextError, encode_text
 
 TEXTS = [
     "hello, world",
