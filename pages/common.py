@@ -275,13 +275,16 @@ def wiring_figure(
     other_route: tuple[int, ...] | None = None,
     title: str | None = None,
     not_fired: tuple[int, int] | None = None,
+    height: int | None = None,
 ) -> go.Figure:
     """A section's wiring (and routes) as a figure. Shared across sessions like the models: the
-    figure is never changed after it is built (st.plotly_chart only reads it)."""
+    figure is never changed after it is built (st.plotly_chart only reads it). A model's wiring
+    follows from its config; its thresholds come separately."""
     config = gio.config_from_dict(json.loads(config_json))
     graph = graphs.wiring_graph(config, section, list(thresholds) if thresholds is not None else None)
+    sized = {} if height is None else {"height": height}
     return figures.wiring_figure(
-        graph, route, other_route, title=title, uirevision=f"wiring-{section}", not_fired=not_fired
+        graph, route, other_route, title=title, uirevision=f"wiring-{section}", not_fired=not_fired, **sized
     )
 
 

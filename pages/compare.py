@@ -4,10 +4,18 @@ import json
 
 import streamlit as st
 
-from genesis import PRESETS, analysis, figures, graphs, preset, stat_figures
+from genesis import PRESETS, analysis, preset, stat_figures
 from genesis import io as gio
 from genesis.data import sample_texts
-from pages.common import config_fields, model_for_fields, model_picker, page_header, validate_fields
+from pages.common import (
+    config_fields,
+    config_json,
+    model_for_fields,
+    model_picker,
+    page_header,
+    validate_fields,
+    wiring_figure,
+)
 
 BUILD, SIDEBAR, UPLOAD, URL = "Current Build config", "Sidebar model", "Uploaded config JSON", "Shared app URL"
 CHOICES = (BUILD, SIDEBAR, *(f"Preset: {name}" for name in PRESETS), UPLOAD, URL)
@@ -115,10 +123,9 @@ for column, (name, model) in zip(st.columns(len(models)), models.items()):
         if section >= model.config.n_sections:
             st.caption(f"{name} has no section {section}.")
             continue
-        route = comparison.runs[name].route(text_index)[section]
-        figure = figures.wiring_figure(
-            graphs.wiring_graph(model, section), route=route, title=name, uirevision=f"cmp-wiring-{name}", height=340
-        )
+        route = tuple(comparison.runs[name].route(text_index)[section])
+        thresholds = tuple(model.thresholds()[section])
+        figure = wiring_figure(config_json(model.config), section, thresholds, route, title=name, height=340)
         st.plotly_chart(figure, key=f"cmp_wiring_{name}")
 
 names = list(models)
