@@ -23,7 +23,7 @@ import torch
 
 from . import io as gio
 from . import training
-from .configuration import PRESETS, ConfigError, GenesisConfig, SizeError, check_size, human, plural, preset
+from .configuration import FIELDS, PRESETS, ConfigError, GenesisConfig, SizeError, check_size, human, plural, preset
 from .data import DataError, load_text_file
 from .modeling import Genesis, default_device
 from .probes import encode_for
@@ -155,7 +155,13 @@ def train_command(args) -> int:
         raise CommandError(f"--out: {args.out!r} is a file; the model is saved into a folder")
     device = device_from(args.device)
     task = task_from_args(args)
-    config = training.config_for_task(read_config(args.config), task)
+    asked = read_config(args.config)
+    config = training.config_for_task(asked, task)
+    changed = [
+        f"{k} {getattr(asked, k)!r} → {getattr(config, k)!r}" for k in FIELDS if getattr(asked, k) != getattr(config, k)
+    ]
+    if changed:  # e.g. a classifier config given a corpus, or a longer --seq-len than its positions
+        print(f"note: the task needs {', '.join(changed)}", file=sys.stderr)
     try:
         check_size(config, batch_size=args.batch, seq_len=task.seq_len)
     except SizeError as e:
@@ -173,7 +179,15 @@ def train_command(args) -> int:
         output_dir=args.out,
         checkpoint_every=args.checkpoint_every,
     )
+    made = not Path(args.out).exists()
     output_folder("--out", args.out)
+
+    def diverged(message: str) -> int:
+        if made:  # the folder is this run's, and nothing in it is worth keeping
+            shutil.rmtree(args.out, ignore_errors=True)
+        print(f"error: {message} (nothing saved to {args.out})", file=sys.stderr)
+        return 1
+
     torch.manual_seed(args.seed)
     model = Genesis(config).to(device)
     print(f"training {human(model.num_parameters())} parameters on {task.describe()}", file=sys.stderr)
@@ -184,9 +198,7 @@ def train_command(args) -> int:
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):  # the Trainer saves NaNs
             for folder in set(Path(args.out).glob("checkpoint-*")) - earlier:  # its checkpoints of this run too
                 shutil.rmtree(folder, ignore_errors=True)
-            print(f"error: training diverged: the weights are NaN or infinite (nothing saved to {args.out})",
-                  file=sys.stderr)  # fmt: skip
-            return 1
+            return diverged("training diverged: the weights are NaN or infinite")
         trainer.save_model(args.out)
         if trainer.is_world_process_zero():
             info = dict(task=task.describe(), training=recipe.to_dict(), log=trainer.state.log_history)
@@ -207,8 +219,7 @@ def train_command(args) -> int:
         if bar is not None:
             bar.close()
     if result.stop_reason == training.DIVERGED:
-        print(f"error: {training.diverged_message(result)} (nothing saved to {args.out})", file=sys.stderr)
-        return 1
+        return diverged(training.diverged_message(result))
     print(
         f"{result.stop_reason} after {plural(result.steps_done, 'step')} in {result.seconds:.0f} s: "
         f"train loss {result.final_train_loss:.4f}, val loss {result.final_val_loss:.4f}; saved to {args.out}"

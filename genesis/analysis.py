@@ -27,7 +27,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .configuration import FIELDS, ROUTING_MODES, GenesisConfig, field_value, preset
+from .configuration import (
+    INT_LIMITS,
+    ROUTING_MODES,
+    GenesisConfig,
+    changed_fields,
+    clip,
+    fields_from_query,
+    preset,
+)
 from .data import BYTE_IDS
 from .modeling import Genesis
 from .tokenization import encode_text
@@ -372,16 +380,11 @@ def route_table(run: ActivationRun, top: int = 20, examples: int = 3) -> pd.Data
             count=len(indices),
             share=len(indices) / len(keys),
             neurons=run.inputs.loc[indices[0], "count"],
-            examples=" ⏐ ".join(_short(texts[i]) for i in indices[:examples]),
+            examples=" ⏐ ".join(clip(texts[i], 40) for i in indices[:examples]),
         )
         for key, indices in ranked
     ]
     return pd.DataFrame(rows, columns=["route", "count", "share", "neurons", "examples"])
-
-
-def _short(text: str, width: int = 40) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def route_diversity(run: ActivationRun) -> float:
@@ -503,7 +506,12 @@ def parse_seeds(text: str, limit: int = 16) -> list[int]:
     seeds: list[int] = []
     for part in text.replace(",", " ").split():
         if not (part.isascii() and part.isdigit()):  # isdigit alone takes '²' and Arabic-Indic digits
-            raise ValueError(f"seeds must be non-negative integers separated by commas or spaces, got {part!r}")
+            raise ValueError(
+                f"seeds must be non-negative integers separated by commas or spaces, got {clip(repr(part), 40)}"
+            )
+        high = INT_LIMITS["n_seed"][1]
+        if len(part) > 19 or int(part) > high:  # and int() refuses 4,300+ digits in its own words
+            raise ValueError(f"seeds must be at most {high}, got {clip(part, 40)}")
         if int(part) not in seeds:
             seeds.append(int(part))
     if not seeds:
@@ -568,16 +576,13 @@ def config_from_url(url: str, defaults: Mapping[str, Any] | None = None) -> dict
     if url and "://" not in url and "=" not in url and not url.startswith("?"):
         raise ValueError(f"not a link from this app: {url[:60]!r} (one looks like http://host:8501/build?n_dim=64)")
     query = parts.query if ("?" in url or "://" in url) else url
-    params = parse_qs(query, keep_blank_values=True)
-    fields = dict(app_defaults() if defaults is None else defaults)
-    for name in FIELDS:
-        if name in params:
-            fields[name] = field_value(name, params[name][-1])
+    fields, bad = fields_from_query(parse_qs(query, keep_blank_values=True), defaults)
+    if bad:
+        raise ValueError(next(iter(bad.values())))
     return fields
 
 
 def url_for_config(fields: Mapping[str, Any], base: str = "", defaults: Mapping[str, Any] | None = None) -> str:
     """An app URL with the fields that differ from the defaults (the inverse of config_from_url)."""
-    defaults = app_defaults() if defaults is None else defaults
-    changed = {name: str(value) for name, value in fields.items() if name in FIELDS and value != defaults.get(name)}
+    changed = changed_fields(fields, defaults)
     return f"{base}?{urlencode(changed)}" if changed else base

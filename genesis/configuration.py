@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from transformers import PreTrainedConfig
@@ -65,7 +67,7 @@ FIELDS = (
 )
 
 # Upper bounds keep a typo (n_dim=1e9) from reaching the allocator; the size guard is finer.
-_INT_LIMITS = {
+INT_LIMITS = {
     "n_dim": (1, 16384),
     "n_sections": (1, 64),
     "n_neurons": (1, 1024),
@@ -118,11 +120,20 @@ class GenesisConfig(PreTrainedConfig):
             if name.startswith("n_") and name not in FIELDS:
                 close = difflib.get_close_matches(name, FIELDS, n=1)
                 raise ConfigError(name, "is not a Genesis field" + (f" (did you mean {close[0]}?)" if close else ""))
+        # Class names or a count given by the caller (not transformers' LABEL_0, LABEL_1 defaults).
+        labels_given = "num_labels" in kwargs or (
+            isinstance(self.id2label, dict) and not placeholder_labels(self.id2label)
+        )
         super().__post_init__(**kwargs)
         self.use_cache = False
+        if (
+            self.n_output == "sequence_classifier"
+            and not labels_given
+            and _is_int(self.n_outputs)
+            and self.n_outputs > 0
+        ):
+            self.num_labels = self.n_outputs  # transformers' default is 2 labels; pipelines read them here
         validate(self)
-        if self.n_output == "sequence_classifier" and self.num_labels != self.n_outputs:
-            self.num_labels = self.n_outputs  # transformers' pipelines read their labels from here
 
     # Derived values live here, not in constructors.
     @property
@@ -148,6 +159,11 @@ class GenesisConfig(PreTrainedConfig):
         return {name: getattr(self, name) for name in FIELDS}
 
 
+def placeholder_labels(id2label: dict) -> bool:
+    """transformers' default class names (LABEL_0, LABEL_1, ...): no names were given."""
+    return all(str(name) == f"LABEL_{key}" for key, name in id2label.items())
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -161,7 +177,7 @@ def validate_with(config: Any, **changes: Any) -> None:
 
 def validate(config: Any) -> None:
     """Raise ConfigError naming the first invalid field of `config` (any object with the fields)."""
-    for name, (low, high) in _INT_LIMITS.items():
+    for name, (low, high) in INT_LIMITS.items():
         value = getattr(config, name)
         if not _is_int(value):
             raise ConfigError(name, f"must be an integer in [{low}, {high}], got {value!r}")
@@ -175,7 +191,7 @@ def validate(config: Any) -> None:
     ):
         value = getattr(config, name)
         if value not in allowed:
-            raise ConfigError(name, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+            raise ConfigError(name, f"must be one of {', '.join(map(repr, allowed))}, got {clip(repr(value), 60)}")
     for name in ("n_cross_attention", "n_trainable_routing"):
         if not isinstance(getattr(config, name), bool):
             raise ConfigError(name, f"must be true or false, got {getattr(config, name)!r}")
@@ -208,6 +224,17 @@ def validate(config: Any) -> None:
         raise ConfigError("n_cross_attention", "needs n_attentive_neurons >= 1 (only attentive neurons attend)")
     if config.n_output == "sequence_classifier" and config.n_outputs < 1:
         raise ConfigError("n_outputs", f"must be >= 1, got {config.n_outputs}")
+    if getattr(config, "tie_word_embeddings", False):  # accepted and silently not done, before
+        raise ConfigError(
+            "tie_word_embeddings", "must be false: the LM head has weights of its own, as in the original"
+        )
+    labels = getattr(config, "num_labels", None)  # transformers' name; from num_labels or id2label
+    if config.n_output == "sequence_classifier" and labels is not None and labels != config.n_outputs:
+        raise ConfigError(
+            "num_labels",
+            f"is {labels} (num_labels or id2label) but the classifier has n_outputs={config.n_outputs}: "
+            f"set n_outputs={labels}, or leave num_labels and id2label out",
+        )
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -431,11 +458,20 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
+def clip(text: str, width: int) -> str:
+    """A text on one line, cut to `width` characters with an ellipsis (labels, table cells)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 # ---------------------------------------------------------------------------------------------
 # Config fields in app URLs
 
 _NULLS = ("None", "null", "")
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+# ASCII digits only: int() also takes "64_0" and Arabic-Indic digits, and a 5,000-digit number
+# raises Python's own message about sys.set_int_max_str_digits.
+_INTEGER = re.compile(r"\s*[+-]?[0-9]{1,19}\s*")
 
 
 def field_value(name: str, raw: str) -> Any:
@@ -448,11 +484,34 @@ def field_value(name: str, raw: str) -> Any:
         return None
     if isinstance(default, bool) or name == "n_causal":
         if raw.lower() not in _TRUE + _FALSE:
-            raise ValueError(f"{name}: must be true or false, got {raw!r}")
+            raise ValueError(f"{name}: must be true or false, got {clip(repr(raw), 60)}")
         return raw.lower() in _TRUE
     if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"{name}: must be an integer, got {raw!r}") from None
+        if not _INTEGER.fullmatch(raw):
+            raise ValueError(f"{name}: must be an integer, got {clip(repr(raw), 60)}")
+        return int(raw)
     return raw
+
+
+def fields_from_query(
+    params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Config fields from a shared app URL's query parameters (a value or a list of values, the last
+    counting) over `defaults` (the app preset's fields), and the messages of the invalid ones by name.
+    Parameters that are not config fields are ignored."""
+    fields = dict(preset("app").user_dict() if defaults is None else defaults)
+    bad = {}
+    for name in FIELDS:
+        if name in params:
+            raw = params[name]
+            try:
+                fields[name] = field_value(name, raw[-1] if isinstance(raw, list) else raw)
+            except ValueError as e:
+                bad[name] = str(e)
+    return fields, bad
+
+
+def changed_fields(fields: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The fields that differ from `defaults` (the app preset's), as the strings a URL carries."""
+    defaults = preset("app").user_dict() if defaults is None else defaults
+    return {name: str(value) for name, value in fields.items() if name in FIELDS and value != defaults.get(name)}

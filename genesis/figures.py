@@ -396,16 +396,24 @@ def top_k_figure(labels: Sequence[str], probabilities: Sequence[float], uirevisi
     )
 
 
+MAX_CLASS_BARS = 20
+
+
 def class_probability_figure(
     probabilities: Sequence[float], labels: Sequence[str] | None = None, uirevision: str = "classes"
 ) -> go.Figure:
-    """Class probabilities as bars (one output: the probability of class 1 and its complement)."""
+    """Class probabilities as bars (one output: the probability of class 1 and its complement); of
+    many classes, the MAX_CLASS_BARS likeliest (100,000 bars took the browser minutes to draw)."""
     probabilities = list(probabilities)
     if len(probabilities) == 1:
         probabilities = [1 - probabilities[0], probabilities[0]]
     if not labels or len(labels) != len(probabilities):
         labels = [f"class {i}" for i in range(len(probabilities))]
-    labels = list(labels)
+    labels, title = list(labels), "Class probabilities"
+    if len(probabilities) > MAX_CLASS_BARS:
+        title = f"Class probabilities: the {MAX_CLASS_BARS} likeliest of {len(probabilities):,}"
+        shown = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[:MAX_CLASS_BARS]
+        probabilities, labels = [probabilities[i] for i in shown], [labels[i] for i in shown]
     fig = go.Figure(
         go.Bar(
             x=labels,
@@ -416,9 +424,7 @@ def class_probability_figure(
             name="probability",
         )
     )
-    return _layout(
-        fig, "Class probabilities", uirevision, 300, yaxis=dict(range=[0, 1], title=dict(text="probability"))
-    )
+    return _layout(fig, title, uirevision, 300, yaxis=dict(range=[0, 1], title=dict(text="probability")))
 
 
 def causality_figure(result: Causality, token_labels: Sequence[str], uirevision: str = "causality") -> go.Figure:

@@ -14,7 +14,15 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .compat import CheckpointError, config_from_original, convert_state_dict
-from .configuration import FIELDS, SECTION_MODES, ConfigError, GenesisConfig, check_size, validate_with
+from .configuration import (
+    FIELDS,
+    SECTION_MODES,
+    ConfigError,
+    GenesisConfig,
+    check_size,
+    placeholder_labels,
+    validate_with,
+)
 
 if TYPE_CHECKING:  # the model code loads on first use: configs, their figures and files need none of it
     from .modeling import Genesis
@@ -136,6 +144,10 @@ def _parse_json(data: bytes, name: str) -> Any:
         raise LoadError(f"{name}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise LoadError(f"{name}: JSON nested too deeply to be a config") from None
+    except LoadError:
+        raise
+    except ValueError:  # Python's own limit: an integer of over 4,300 digits
+        raise LoadError(f"{name}: a number in it is far too long to be a config value") from None
 
 
 def read_weights(
@@ -203,7 +215,7 @@ def state_dict_for(model: Genesis, tensors: dict[str, torch.Tensor], name: str =
     ours = model.state_dict()
     if any(".neurons." in k for k in tensors):
         try:
-            return convert_state_dict(tensors, model)
+            return _finite(convert_state_dict(tensors, model), name)
         except CheckpointError as e:
             raise LoadError(f"{name}: {e}") from None
     missing = sorted(set(ours) - set(tensors))
@@ -220,7 +232,15 @@ def state_dict_for(model: Genesis, tensors: dict[str, torch.Tensor], name: str =
     )
     if problems:
         raise LoadError(f"{name}: weights do not fit the config: {'; '.join(problems)}")
-    return {k: tensors[k].to(ours[k].dtype) for k in ours}
+    return _finite({k: tensors[k].to(ours[k].dtype) for k in ours}, name)
+
+
+def _finite(state: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """read_weights checked the file's own values; float64 ones beyond float32's range become inf here."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise LoadError(f"{name}: tensor {key} has values too large for {str(tensor.dtype).removeprefix('torch.')}")
+    return state
 
 
 def load_model(
@@ -280,8 +300,3 @@ def model_to_bytes(model: Genesis) -> tuple[bytes, bytes]:
 def config_from_dict(values: dict[str, Any]) -> GenesisConfig:
     """A config from user fields (URL, widgets), with LoadError for unknown names."""
     return read_config(values, "", identity=False)
-
-
-def placeholder_labels(id2label: dict) -> bool:
-    """transformers' default class names (LABEL_0, LABEL_1, ...)."""
-    return all(str(name) == f"LABEL_{i}" for i, name in sorted(id2label.items()))

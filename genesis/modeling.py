@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import inspect
 import math
 import operator
 import os
@@ -38,6 +39,7 @@ from .configuration import (
     validate,
     validate_with,
 )
+from .data import IGNORE_INDEX
 from .trace import Recorder, RoutingTrace
 
 DROPOUT = 0.1
@@ -47,6 +49,22 @@ CACHE_FLOATS = 1 << 17  # batched candidate evaluation works on slices of about 
 GATHER_FLOATS = 1 << 16  # candidates' dendrite weights are gathered for batched ops only up to this size
 GATHERED_LISTS = 64  # gathered candidate weights kept per section (at most 64 x 256 KiB)
 PER_PASS_FIELDS = ("n_routing", "n_trainable_routing", "n_causal")  # read at every pass; the rest shape the model
+# Keywords that transformers (generate, Trainer, pipelines, collators) may pass and that mean nothing
+# to a model without a cache, layers or token types. Any other name is a typo: refused.
+TRANSFORMERS_KEYWORDS = frozenset(
+    {
+        "use_cache",
+        "past_key_values",
+        "cache_position",
+        "position_ids",
+        "output_attentions",
+        "output_hidden_states",
+        "logits_to_keep",
+        "num_items_in_batch",
+        "token_type_ids",
+        "return_legacy_cache",
+    }
+)
 _STRUCTURE_FIELDS = tuple(name for name in FIELDS if name not in PER_PASS_FIELDS)
 _STRUCTURE = operator.itemgetter(*_STRUCTURE_FIELDS)
 
@@ -424,9 +442,32 @@ class CausalLM(nn.Module):
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None):
         logits = self.lm_head(h)  # (B, T, V)
         loss = None
+        if labels is not None:
+            labels = _token_labels(labels, logits)
         if labels is not None and labels.shape[-1] > 1:  # position t predicts token t+1 (none for one token)
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
         return logits, logits, loss
+
+
+def _token_labels(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """An LM's labels as int64 token ids of the inputs' shape (-100: ignored), or a message naming
+    what is wrong (torch's own says "Target 300 is out of bounds" or names flattened sizes)."""
+    if (
+        not isinstance(labels, torch.Tensor)
+        or labels.is_floating_point()
+        or labels.is_complex()
+        or labels.dtype == torch.bool
+    ):
+        raise ValueError(
+            f"labels must be a tensor of token ids (int64 or int32), got {getattr(labels, 'dtype', type(labels).__name__)}"
+        )
+    if labels.shape != logits.shape[:2]:
+        raise ValueError(f"labels must have the inputs' shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}")
+    vocab = logits.shape[-1]
+    wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= vocab))
+    if bool(wrong.any()):
+        raise ValueError(f"labels must be token ids in [0, {vocab - 1}] or {IGNORE_INDEX}, got {int(labels[wrong][0])}")
+    return labels.long()
 
 
 class SequenceClassifier(nn.Module):
@@ -443,10 +484,26 @@ class SequenceClassifier(nn.Module):
             # Binary: the original's BCE on probabilities. Several classes: cross entropy on the
             # logits (the original's NLLLoss on softmax outputs was wrong).
             if single:
-                loss = F.binary_cross_entropy(outputs.squeeze(-1), labels.to(outputs.dtype).view(-1))
+                loss = _binary_loss(outputs.view(-1), labels)
             else:
                 loss = F.cross_entropy(logits, _class_indices(labels, logits.shape[-1]))
         return outputs, logits, loss
+
+
+def _binary_loss(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The original's BCE on probabilities, over labels in [0, 1] (-100: ignored, as for several classes)."""
+    if labels.is_complex() or labels.numel() != probabilities.numel():
+        raise ValueError(
+            f"labels of a binary classifier must be one 0/1 value per sample, got shape {tuple(labels.shape)}"
+        )
+    labels = labels.view(-1)
+    keep = labels != IGNORE_INDEX
+    wrong = keep & ((labels < 0) | (labels > 1))
+    if bool(wrong.any()):
+        raise ValueError(f"labels of a binary classifier (n_outputs=1) must be 0 or 1, got {labels[wrong][0].item()}")
+    if bool(keep.all()):
+        return F.binary_cross_entropy(probabilities, labels.to(probabilities.dtype))
+    return F.binary_cross_entropy(probabilities[keep], labels[keep].to(probabilities.dtype))
 
 
 def _class_indices(labels: torch.Tensor, classes: int) -> torch.Tensor:
@@ -454,7 +511,7 @@ def _class_indices(labels: torch.Tensor, classes: int) -> torch.Tensor:
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"labels of a {classes}-class classifier must be integer class indices, got {labels.dtype}")
     labels = labels.view(-1).long()
-    wrong = (labels != -100) & ((labels < 0) | (labels >= classes))
+    wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= classes))
     if bool(wrong.any()):
         raise ValueError(
             f"labels must be class indices in [0, {classes}) (n_outputs={classes}), got {int(labels[wrong][0])}"
@@ -503,6 +560,9 @@ class GenesisPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     _supports_cache_class = False
     _is_stateful = False
+    # forward() takes **kwargs for generate(), not for the Trainer's num_items_in_batch: the loss is
+    # already a mean, so the Trainer must do its own scaling (gradient accumulation, processes).
+    accepts_loss_kwargs = False
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any):
@@ -514,6 +574,8 @@ class GenesisPreTrainedModel(PreTrainedModel):
         if kwargs.get("config") is None and isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
             if not os.path.isfile(os.path.join(source, "config.json")):  # it would build the full-size default
                 raise ValueError(f"{source}: no config.json here (a model folder holds config.json and the weights)")
+        # Mis-shaped weights (a field such as n_dim overridden here) are refused below, by name.
+        kwargs.setdefault("ignore_mismatched_sizes", True)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         problems = (
             [f"missing {k}" for k in sorted(info.get("missing_keys", ()))]
@@ -522,7 +584,11 @@ class GenesisPreTrainedModel(PreTrainedModel):
         )
         if problems:
             more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise ValueError(f"the checkpoint does not fit the config: {'; '.join(problems[:5])}{more}")
+            overridden = [name for name in kwargs if name in FIELDS]
+            why = f" ({', '.join(overridden)} given here: the saved weights have the saved config's shapes)"
+            raise ValueError(
+                f"the checkpoint does not fit the config: {'; '.join(problems[:5])}{more}{why if overridden else ''}"
+            )
         for name, p in model.named_parameters():
             if p.device.type != "meta" and not torch.isfinite(p).all():
                 raise ValueError(f"the checkpoint's {name} contains NaN or infinite values")
@@ -609,6 +675,9 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
                 p.copy_(torch.randn(p.shape, generator=g))
             else:  # Linear weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
                 uniform(p, p.shape[-1] if leaf != "bias" else self._fan_in_of_bias(name))
+        for section in self.sections:  # the wiring table is a buffer: empty after meta → to_empty()
+            if section.neighbor_table.device.type != "meta":
+                self._init_weights(section)
 
     def _fan_in_of_bias(self, name: str) -> int:
         return self.get_parameter(name[: -len("bias")] + "weight").shape[-1]
@@ -618,6 +687,14 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
     def neighbor_lists(self) -> list[list[list[int]]]:
         """The wiring: list[section][neuron] -> list of neighbor indices."""
         return [[list(n) for n in s.neighbors] for s in self.sections]
+
+    def drop_kept_weights(self) -> None:
+        """Forget the candidates' gathered weights that no-grad passes keep while the weights' version
+        counters stay put. Needed only after writing weights through `.data` (p.data.mul_(...)), which
+        bumps no version counter (autograd does not see such writes either); torch.no_grad() edits,
+        optimizer steps and loads are seen by themselves."""
+        for section in self.sections:
+            section._gathered.clear()
 
     def thresholds(self) -> list[list[float]]:
         return [s.threshold.detach().cpu().tolist() for s in self.sections]
@@ -669,10 +746,11 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         return_dict: bool | None = None,
         implementation: str = "fast",
         routing: str | None = None,
-        **kwargs: Any,  # generate() passes use_cache and friends; there is no cache
+        **kwargs: Any,  # generate() passes use_cache and friends (TRANSFORMERS_KEYWORDS)
     ) -> GenesisOutput:
         """Run the network. `implementation="reference"` runs the literal SPEC path (the oracle);
         `routing` ("batch" or "sample") overrides config.n_routing for this pass only."""
+        _check_keywords(kwargs)
         x = _given(inputs, input_ids, inputs_embeds)
         h, count, recorder = self._pass(x, attention_mask, y, trace, implementation, routing, outputs=True)
         hidden = kwargs.get("output_hidden_states")
@@ -686,7 +764,9 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             trace=recorder.finish() if recorder is not None else None,
             hidden_states=(h,) if hidden else None,
         )
-        return result if return_dict is not False else result.to_tuple()  # transformers' convention
+        # A tuple only when asked for in the call (not from config.return_dict: the library's own
+        # callers read the output's fields).
+        return result if return_dict is not False else result.to_tuple()
 
     def routes(
         self,
@@ -725,7 +805,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         if implementation not in ("fast", "reference"):
             raise ValueError(f"implementation must be 'fast' or 'reference', got {implementation!r}")
         self._check_structure()
-        self._check_inputs(x, attention_mask)
+        self._check_inputs(x, attention_mask, y)
         name = "config.n_routing" if routing is None else "routing"
         if routing is None:
             routing = self.config.n_routing  # read every pass: setting config.n_routing switches the routing
@@ -746,7 +826,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         h, count = self._run_sections(self.input(x), y, ctx)  # (B, T, n_dim)
         return h, count, recorder
 
-    def _check_inputs(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+    def _check_inputs(self, x: torch.Tensor, attention_mask: torch.Tensor | None, y: torch.Tensor | None) -> None:
         """Name what is wrong with the inputs, before a shape error deep inside says it less clearly."""
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"inputs must be a tensor, got {type(x).__name__}")
@@ -771,6 +851,16 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
                 f"attention_mask must have the inputs' (batch, length) = {tuple(x.shape[:2])}, "
                 f"got {tuple(attention_mask.shape)}"
             )
+        if y is None:
+            return
+        if not self.config.n_cross_attention:
+            raise ValueError("y is only read by cross-attention, and this model has n_cross_attention=False")
+        width = self.config.n_dim
+        if not isinstance(y, torch.Tensor) or y.dim() != 3 or not y.is_floating_point() or y.shape[-1] != width:
+            got = f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"y must be a (batch, length, {width}) float tensor (n_dim={width}), got {got}")
+        if y.shape[0] != x.shape[0] or y.shape[1] == 0:
+            raise ValueError(f"y must have the inputs' batch size {x.shape[0]} and a length >= 1, got {tuple(y.shape)}")
 
     @staticmethod
     def _structure(config: GenesisConfig) -> tuple:
@@ -874,6 +964,21 @@ def _own_memory(model: nn.Module) -> None:
     for tensor in [*model.parameters(), *model.buffers()]:
         if tensor.device.type == "cpu":
             tensor.data = tensor.data.clone()
+
+
+def _check_keywords(kwargs: dict[str, Any]) -> None:
+    """A misspelt argument (attn_mask=...) would otherwise be swallowed by **kwargs and the pass run
+    without it; a request this model cannot serve is named."""
+    for name in kwargs:
+        if name not in TRANSFORMERS_KEYWORDS:
+            known = [*inspect.signature(Genesis.forward).parameters, *TRANSFORMERS_KEYWORDS]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise TypeError(f"Genesis.forward() got an unexpected keyword argument {name!r}{hint}")
+    if kwargs.get("output_attentions"):
+        raise ValueError(
+            "output_attentions: Genesis has no stack of attention layers to return; trace=True records the routing"
+        )
 
 
 def _given(*inputs: torch.Tensor | None) -> torch.Tensor | None:

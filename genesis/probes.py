@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .configuration import GenesisConfig
+from .configuration import GenesisConfig, placeholder_labels
 from .data import EOS_ID, PAD_ID
-from .io import placeholder_labels
 from .tokenization import TextError, encode_text
 from .trace import STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS, RoutingTrace, SectionTrace
 
@@ -101,11 +100,12 @@ def continuation(
     with _SAMPLING, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         # Temperature 0 is greedy: no sampling flags then (transformers warns that they are ignored).
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else {}
+        sampling = (
+            dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else {"do_sample": False}
+        )
         out = model.generate(
             torch.tensor([ids], device=model.device),
             max_new_tokens=max_new_tokens,
-            do_sample=False,
             eos_token_id=EOS_ID,
             pad_token_id=PAD_ID,
             **sampling,

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .configuration import clip
 from .figure_style import PANEL_TITLE_SIZE, set_title
 from .trace import STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS
 
@@ -117,7 +118,7 @@ def transition_heatmap(matrix: pd.DataFrame, section: int) -> go.Figure:
 
 def near_miss_heatmap(matrix: pd.DataFrame, texts: list[str] | None = None) -> go.Figure:
     """Input × candidate best margin (near_miss): blue fired or could have, red stayed below."""
-    labels = [f"#{i} {_clip(texts[i])}" if texts else f"#{i}" for i in matrix.index]
+    labels = [f"#{i} {clip(texts[i], 30)}" if texts else f"#{i}" for i in matrix.index]
     values = matrix.to_numpy()
     limit = float(pd.Series(abs(values.ravel())).max()) if values.size else 1.0
     fig = go.Figure(
@@ -136,11 +137,6 @@ def near_miss_heatmap(matrix: pd.DataFrame, texts: list[str] | None = None) -> g
     fig.update_yaxes(autorange="reversed")
     height = min(1200, 160 + 18 * len(labels))
     return _layout(fig, "Near misses: each candidate's best margin per input", "near-miss", height=height)
-
-
-def _clip(text: str, width: int = 30) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def balance_bars(balance: pd.DataFrame) -> go.Figure:

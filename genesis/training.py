@@ -161,8 +161,9 @@ class CorpusTask:
             if len(ids) < block_size + 1:
                 count = f"{len(ids):,} token{'' if len(ids) == 1 else 's'}"
                 raise gdata.DataError(
-                    f"the {split} part of the text has {count}; a window (block_size) of {block_size} needs at "
-                    f"least {block_size + 1}: use a longer text or a smaller window"
+                    f"the {split} part of the text (a text is split into a training and a validation part) has "
+                    f"{count}; a window (block_size) of {block_size} needs at least {block_size + 1}: use a longer "
+                    "text or a smaller window"
                 )
         self.train_ids, self.val_ids, self.block_size, self.name = train_ids, val_ids, block_size, name
 
@@ -360,7 +361,15 @@ class RouteSnapshot:
 def sample_routes(model: Genesis, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
     """Each input's route as if run alone, padding removed: [input][section] -> neurons in firing order."""
     rows = [ids if attention_mask is None else ids[attention_mask[i].bool()] for i, ids in enumerate(input_ids)]
-    return [model.routes(row.unsqueeze(0)).sample_routes()[0] for row in rows]
+    by_length: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_length.setdefault(len(row), []).append(i)
+    routes: list = [None] * len(rows)
+    for members in by_length.values():  # per-sample routing: each row as if alone, in batched ops
+        trace = model.routes(torch.stack([rows[i] for i in members]), routing="sample")
+        for i, route in zip(members, trace.sample_routes()):
+            routes[i] = route
+    return routes
 
 
 def route_statistics(routes: list[list[list[int]]], n_sections: int, n_neurons: int):
@@ -839,9 +848,6 @@ def make_trainer(model: torch.nn.Module, data: Any, config: TrainingConfig, outp
         dataloader_num_workers=0,
     )
     args.update(arguments)
-    # Genesis.forward takes **kwargs only for generate(); its loss is already a mean, so the Trainer
-    # must not rescale it by the number of processes as it does for models that sum their loss.
-    model.accepts_loss_kwargs = False
     return Trainer(model=model, args=TrainingArguments(**args), train_dataset=train_set, eval_dataset=eval_set)
 
 

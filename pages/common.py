@@ -18,7 +18,15 @@ import streamlit as st
 import genesis
 from genesis import figures, graphs, probes
 from genesis import io as gio
-from genesis.configuration import FIELDS, ConfigError, SizeError, check_size, field_value, smaller_config
+from genesis.configuration import (
+    FIELDS,
+    ConfigError,
+    SizeError,
+    changed_fields,
+    check_size,
+    fields_from_query,
+    smaller_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "assets" / "demo"
@@ -72,14 +80,7 @@ def keep_page_settings(shown: str) -> None:
 def config_fields() -> dict[str, Any]:
     """The current Build config (user fields). First call of a session reads the URL."""
     if "config_fields" not in st.session_state:
-        fields = dict(APP_DEFAULT)
-        bad = []
-        for name in FIELDS:
-            if name in st.query_params:
-                try:
-                    fields[name] = field_value(name, st.query_params[name])
-                except ValueError:
-                    bad.append(name)
+        fields, bad = fields_from_query(st.query_params.to_dict(), APP_DEFAULT)
         if bad:
             st.session_state["url_warning"] = f"ignored invalid URL value(s) for {', '.join(bad)}"
         st.session_state["config_fields"] = fields
@@ -193,7 +194,7 @@ def config_json(config: genesis.GenesisConfig) -> str:
 def sync_url(**extra: str) -> None:
     """Write the config fields that differ from the app default (and extras) into the URL."""
     fields = config_fields()
-    wanted = {k: str(v) for k, v in fields.items() if v != APP_DEFAULT[k]}
+    wanted = changed_fields(fields, APP_DEFAULT)
     source = st.session_state.get("model_source")
     if source and source != SOURCES[0]:
         wanted["source"] = source

@@ -40,9 +40,12 @@ def slot_fields(choice: str, slot: int) -> tuple[dict | None, str | None]:
     if not url.strip():
         return None, "paste a URL shared from this app"
     try:
-        return analysis.config_from_url(url), None
+        fields = analysis.config_from_url(url)
     except ValueError as e:
         return None, f"URL: {e}"
+    if fields == analysis.app_defaults():  # a link to a page, or to a model a link cannot carry
+        st.caption("This link changes no config field: it stands for the app's default config (weights from its seed).")
+    return fields, None
 
 
 def slot_model(choice: str, slot: int):

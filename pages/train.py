@@ -45,16 +45,17 @@ def builtin_task(name: str, block_size: int) -> training.Task:
     return training.load_data(name, block_size=block_size)
 
 
-def read_task(choice: str, block_size: int) -> tuple[training.Task | None, str | None]:
+def read_task(choice: str, block_size: int) -> tuple[training.Task | None, str | None, str | None]:
+    """(task, a note on what to do, what is wrong with the uploaded file)."""
     if choice != UPLOAD:
-        return builtin_task(choice, block_size), None
+        return builtin_task(choice, block_size), None, None
     upload = st.file_uploader("Text file (.txt, UTF-8)", type=["txt"], key="train_upload")
     if upload is None:
-        return None, "Upload a .txt file to train on it."
+        return None, "Upload a .txt file to train on it.", None
     try:
-        return training.as_task(gdata.load_text_file(upload.getvalue()), block_size, name=upload.name), None
+        return training.as_task(gdata.load_text_file(upload.getvalue()), block_size, name=upload.name), None, None
     except (gdata.DataError, ValueError) as e:
-        return None, str(e)
+        return None, None, f"{upload.name}: {e}"
 
 
 def session_connected() -> Callable[[], bool] | None:
@@ -190,7 +191,7 @@ with left:
         disabled=running or not text_data,
         help="Length of the text windows a model trains on (text data only: a task has its own length).",
     )
-    task, data_problem = read_task(choice, int(block)) if not running else (None, None)
+    task, data_note, data_error = read_task(choice, int(block)) if not running else (None, None, None)
 with right:
     steps = st.number_input("Steps", 10, MAX_STEPS, 300, step=10, key="train_steps", disabled=running)
     batch = st.number_input("Batch size", 1, 64, 12, key="train_batch", disabled=running)
@@ -210,8 +211,10 @@ if config is not None:
         f"{config.n_routing} routing{', trainable' if config.n_trainable_routing else ''}) as {head}; "
         f"{task.describe()}. Change the config on the Build page."
     )
-if data_problem and not running:
-    st.info(data_problem)
+if data_note and not running:
+    st.info(data_note)
+if data_error and not running:
+    st.error(f"Cannot train on this file: {data_error}")
 if config_error and not running:
     st.error(f"The Build config cannot be trained: {config_error}")
 

@@ -345,6 +345,23 @@ def test_config_from_url_names_the_bad_field():
     assert analysis.config_from_url("http://h:8501/build") == analysis.app_defaults()  # the defaults' own link
 
 
+@pytest.mark.parametrize("value", ["64_0", "٦٤", "9" * 5000, "6.4e1", "0x40"])
+def test_url_integers_are_plain_ascii_digits_and_messages_stay_short(value):
+    """int() took 64_0 and Arabic-Indic digits silently, and 5,000 digits raised Python's advice to
+    call sys.set_int_max_str_digits; the message echoed all of them."""
+    with pytest.raises(ValueError, match="n_dim: must be an integer, got") as raised:
+        analysis.config_from_url(f"?n_dim={value}")
+    assert len(str(raised.value)) < 120
+    assert analysis.config_from_url("?n_dim=+64")["n_dim"] == 64
+
+
+def test_seeds_beyond_the_config_range_are_refused_in_a_short_message():
+    for text in ("1 " + "9" * 5000, "9223372036854775808"):
+        with pytest.raises(ValueError, match="seeds must be at most 9223372036854775807") as raised:
+            analysis.parse_seeds(text)
+        assert len(str(raised.value)) < 120
+
+
 # -- figures ------------------------------------------------------------------------------------
 
 

@@ -129,8 +129,23 @@ def test_a_diverging_run_exits_with_an_error_and_saves_nothing(tmp_path, capsys,
                  "--lr", "1e6", "--warmup", "0", "--trainer", trainer, "--checkpoint-every", "1",
                  "--out", str(out)])  # fmt: skip
     assert code == 1 and not (out / "model.safetensors").exists()  # the hf Trainer used to save NaN weights
-    assert not list(out.glob("checkpoint-*"))  # nor its checkpoints of the run
+    assert not out.exists()  # the folder the run made goes too, with the hf Trainer's checkpoints
     assert "NaN or infinite" in capsys.readouterr().err
+    kept = tmp_path / "kept"  # a user's own folder stays, with what was in it, without this run's files
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    code = main(["train", "--config", "tiny", "--task", "copy", "--steps", "5", "--examples", "40", "--batch", "4",
+                 "--lr", "1e6", "--warmup", "0", "--trainer", trainer, "--checkpoint-every", "1",
+                 "--out", str(kept)])  # fmt: skip
+    assert code == 1 and sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+
+
+def test_train_says_which_config_fields_the_task_changes(tmp_path, capsys):
+    code = main(["train", "--config", "classifier", "--corpus", "stdlib", "--steps", "1", "--block", "40",
+                 "--batch", "2", "--out", str(tmp_path / "lm")])  # fmt: skip
+    assert code == 0
+    note = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("note:"))
+    assert "n_output 'sequence_classifier' → 'causal_lm'" in note
 
 
 def test_a_learning_rate_too_large_for_float32_is_refused_before_anything_is_made(tmp_path, capsys):

@@ -198,3 +198,27 @@ def test_none_modes_are_the_originals_json_only():
         GenesisConfig(**{**TINY, "n_input": None})
     config = config_from_original({**TINY, "n_input": None, "n_output": None})
     assert (config.n_input, config.n_output) == ("none", "none")
+
+
+def test_class_labels_must_agree_with_n_outputs(tmp_path):
+    """transformers' num_labels / id2label used to be overridden by n_outputs without a word (names
+    dropped), or, given to from_pretrained, left a config whose labels disagreed with its head."""
+    classifier = dict(TINY, n_output="sequence_classifier")
+    for given in (dict(num_labels=3), dict(id2label={0: "a", 1: "b", 2: "c"})):
+        with pytest.raises(ConfigError, match="num_labels: is 3 .* n_outputs=1: set n_outputs=3"):
+            GenesisConfig(**classifier, **given)
+    named = GenesisConfig(**classifier, n_outputs=3, id2label={"0": "a", "1": "b", "2": "c"})
+    assert named.id2label == {0: "a", 1: "b", 2: "c"} and named.num_labels == 3
+    assert GenesisConfig(**classifier, n_outputs=3).num_labels == 3  # transformers' default of 2 follows
+    # A language model's saved placeholder labels say nothing: it can become a classifier of any width.
+    lm = GenesisConfig(**TINY).to_dict()
+    assert GenesisConfig.from_dict({**lm, "n_output": "sequence_classifier", "n_outputs": 5}).num_labels == 5
+    Genesis(GenesisConfig(**classifier, n_outputs=2)).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="num_labels: is 3 .* n_outputs=2"):
+        Genesis.from_pretrained(tmp_path, num_labels=3)
+
+
+def test_tied_embeddings_are_refused_not_ignored():
+    with pytest.raises(ConfigError, match="tie_word_embeddings: must be false"):
+        GenesisConfig(**TINY, tie_word_embeddings=True)
+    assert GenesisConfig(**TINY).tie_word_embeddings is False

@@ -407,7 +407,9 @@ def test_per_sample_gradients_are_the_sum_of_batch_of_one_gradients(seed, traina
 # Kept candidate weights (no-grad passes keep gathered weights until a weight changes)
 
 
-@pytest.mark.parametrize("change", ["in_place", "optimizer_step", "load_state_dict", "assign"])
+@pytest.mark.parametrize(
+    "change", ["in_place", "optimizer_step", "load_state_dict", "assign", "data_assign", "data_in_place"]
+)
 def test_kept_weights_follow_every_weight_change(change):
     case = random_case(8, n_output="bridge", n_trainable_routing=True)  # the optimizer step reaches dendrites
     model = build(case.config, 8)
@@ -426,8 +428,17 @@ def test_kept_weights_follow_every_weight_change(change):
         model.eval()
     elif change == "load_state_dict":
         model.load_state_dict(other.state_dict())
-    else:  # new tensors in place of the old ones
+    elif change == "assign":  # new tensors in place of the old ones
         model.load_state_dict(other.state_dict(), assign=True)
+    elif change == "data_assign":  # new storage: seen by its address
+        for section in model.sections:
+            for part in (section.dendrites, section.soma):
+                part.weight.data = -part.weight.data
+    else:  # .data writes bump no version counter: the documented way out
+        for section in model.sections:
+            for part in (section.dendrites, section.soma, section.axon, section.synapses):
+                part.weight.data.mul_(-1)
+        model.drop_kept_weights()
     after = run(model, case, trace=True)
     expected = run(model, case, trace=True, implementation="reference")
     decisive(expected.trace)

@@ -8,6 +8,7 @@ import math
 
 import plotly.graph_objects as go
 import pytest
+import torch
 
 import genesis
 from genesis import figure_style, figures, graphs, probes
@@ -122,6 +123,11 @@ def test_output_figures(lm_model, tokens):
     assert list(named(fig, "probability").x) == [p for _, p in top]
     assert list(named(figures.class_probability_figure([0.25]), "probability").y) == [0.75, 0.25]
     assert list(named(figures.class_probability_figure([0.2, 0.8], ["no", "yes"]), "probability").x) == ["no", "yes"]
+    many = torch.softmax(torch.randn(5000, generator=torch.Generator().manual_seed(0)), 0).tolist()
+    bars = figures.class_probability_figure(many)  # 5,000 bars (an app config allows 100,000) hung the browser
+    likeliest = sorted(range(5000), key=lambda i: -many[i])[: figures.MAX_CLASS_BARS]
+    assert list(named(bars, "probability").x) == [f"class {i}" for i in likeliest]
+    assert "the 20 likeliest of 5,000" in bars.layout.title.text.replace("<br>", " ")
     result = probes.causality(lm_model, ids)
     heat = named(figures.causality_figure(result, [probes.token_label(t) for t in ids]), "causality")
     assert [list(row) for row in heat.z] == result.delta

@@ -177,6 +177,7 @@ BAD_CONFIGS: list[tuple[str, bytes, str]] = [
     ("Infinity", b'{"n_dim": Infinity}', "Infinity is not valid JSON"),
     ("huge number", b'{"n_dim": 1e999}', "n_dim: must be an integer"),
     ("huge int", b'{"n_dim": ' + b"9" * 4000 + b"}", "n_dim"),
+    ("over 4,300 digits", b'{"n_dim": ' + b"9" * 5000 + b"}", "a number in it is far too long"),  # not Python's advice
     ("deep nesting", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ("not UTF-8", b'{"n_dim": "\xff"}', "not UTF-8 text (byte 11)"),
     ("UTF-16", '{"n_dim": 32}'.encode("utf-16"), "not UTF-8 text (byte 0)"),
@@ -231,6 +232,7 @@ def bad_weights(state: dict[str, torch.Tensor], valid: bytes) -> list[tuple[str,
     wrong_shape = {**state, "sections.1.norm": torch.zeros(3, 3)}
     nan = {**state, "sections.0.soma.weight": state["sections.0.soma.weight"].clone().fill_(float("nan"))}
     inf = {**state, "output.lm_head.bias": state["output.lm_head.bias"].clone().fill_(float("inf"))}
+    beyond_float32 = {**state, "input.wte.weight": state["input.wte.weight"].double().fill_(1e300)}
     original_missing = {"sections.0.neurons.0.n_threshold": torch.tensor(0.5)}
     return [
         ("empty", b"", "0 bytes is too short for a safetensors file"),
@@ -251,6 +253,7 @@ def bad_weights(state: dict[str, torch.Tensor], valid: bytes) -> list[tuple[str,
         ("byte weights", save_safetensors({first: torch.zeros(3, dtype=torch.uint8)}), "has dtype U8"),
         ("NaN weights", save_safetensors(nan), "tensor sections.0.soma.weight contains NaN or infinite values"),
         ("inf weights", save_safetensors(inf), "tensor output.lm_head.bias contains NaN or infinite values"),
+        ("float64 beyond float32", save_safetensors(beyond_float32), "tensor input.wte.weight has values too large for float32"),
         ("missing key", save_safetensors(dropped), "missing sections.0.threshold"),
         ("extra key", save_safetensors({**state, "evil.extra": torch.zeros(1)}), "unexpected evil.extra"),
         ("wrong shape", save_safetensors(wrong_shape), "shape sections.1.norm is (3, 3) in the file, the config needs (4, 8)"),
@@ -268,7 +271,7 @@ def test_bad_weight_files_are_refused_with_the_reason(files, state):
         message = str(raised.value)
         assert message.startswith("model.safetensors: "), (label, message)
         assert expected in message, (label, message)
-    assert len(cases) == 23
+    assert len(cases) == 24
 
 
 def test_weights_over_the_size_limit_are_refused_before_reading(tmp_path, files):

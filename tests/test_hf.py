@@ -135,6 +135,13 @@ def test_each_head_auto_class_refuses_the_other_head(tmp_path, make_model, token
     same_run(classifier, Genesis.from_pretrained(tmp_path / "again").eval(), tokens(2, 5))
 
 
+def test_from_pretrained_names_a_shape_field_given_to_it(tmp_path, make_model):
+    """transformers raised its own RuntimeError ("look at the above report") before our check."""
+    make_model().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"does not fit the config: mis-shaped .*\(n_dim given here: the saved"):
+        Genesis.from_pretrained(tmp_path, n_dim=64)
+
+
 def test_from_pretrained_refuses_an_invalid_config(tmp_path, make_model):
     make_model().save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())

@@ -257,6 +257,88 @@ def test_bad_inputs_are_refused_with_a_message(lm_model, tokens):
         lm_model(ids, input_ids=ids[:1])
 
 
+def test_misspelt_or_unservable_keywords_are_refused(lm_model, tokens):
+    """**kwargs (for generate's use_cache and friends) used to swallow attn_mask=... and run unmasked."""
+    ids = tokens(2, 5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'attn_mask' \\(did you mean attention_mask\\?\\)"):
+        lm_model(ids, attn_mask=torch.ones_like(ids))
+    with pytest.raises(ValueError, match="not used by the model: \\['tracee'\\]"):  # transformers' own check
+        lm_model.generate(ids, max_new_tokens=2, tracee=True, pad_token_id=257)
+    with pytest.raises(ValueError, match="output_attentions: Genesis has no stack of attention layers"):
+        lm_model(ids, output_attentions=True)
+    with torch.no_grad():  # what transformers passes is taken (and means nothing here)
+        out = lm_model(ids, use_cache=False, output_attentions=False, token_type_ids=None, position_ids=None)
+        assert torch.equal(out.logits, lm_model(ids).logits)
+
+
+def test_lm_labels_are_checked_with_a_message(lm_model, tokens):
+    ids = tokens(2, 6)
+    with torch.no_grad():
+        as_int32 = lm_model(ids, labels=ids.int()).loss  # int32 labels, as int32 ids
+        masked = ids.clone()
+        masked[:, 3] = -100
+        some = lm_model(ids, labels=masked)
+    torch.testing.assert_close(as_int32, lm_model(ids, labels=ids).loss)
+    kept = masked[:, 1:].reshape(-1) != -100
+    torch.testing.assert_close(
+        some.loss, F.cross_entropy(some.logits[:, :-1].reshape(-1, 258)[kept], ids[:, 1:].reshape(-1)[kept])
+    )
+    for labels, message in (
+        (ids[:, :5], r"labels must have the inputs' shape \(2, 6\), got \(2, 5\)"),
+        (ids + 300, r"token ids in \[0, 257\] or -100, got [3-5][0-9][0-9]"),
+        (ids.float(), "tensor of token ids \\(int64 or int32\\), got torch.float32"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            lm_model(ids, labels=labels)
+
+
+def test_binary_labels_ignore_minus_100_and_are_checked(make_model, tokens):
+    model = make_model(n_output="sequence_classifier", n_outputs=1)
+    inputs = tokens(4, 7)
+    with torch.no_grad():
+        out = model(inputs, labels=torch.tensor([0, -100, 1, -100]))
+    torch.testing.assert_close(out.loss, F.binary_cross_entropy(out.outputs.view(-1)[[0, 2]], torch.tensor([0.0, 1.0])))
+    with pytest.raises(ValueError, match="must be 0 or 1, got 2"):
+        model(inputs, labels=torch.tensor([0, 2, 1, 0]))
+    with pytest.raises(ValueError, match="one 0/1 value per sample, got shape \\(3,\\)"):
+        model(inputs, labels=torch.tensor([0, 1, 1]))
+
+
+def test_y_is_checked_with_a_message(make_model, floats, tokens):
+    model = make_model(n_input="bridge", n_output="bridge", n_cross_attention=True)
+    x = floats(2, 6, 32)
+    for y, message in (
+        (
+            floats(2, 4, 8),
+            r"y must be a \(batch, length, 32\) float tensor \(n_dim=32\), got torch.float32 of shape \(2, 4, 8\)",
+        ),
+        (floats(3, 4, 32), "y must have the inputs' batch size 2"),
+        (floats(2, 4, 32)[0], "y must be a"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            model(x, y=y)
+    plain = make_model()
+    with pytest.raises(ValueError, match="n_cross_attention=False"):  # it used to be ignored
+        plain(tokens(2, 6), y=floats(2, 4, 32))
+
+
+def test_a_model_built_on_the_meta_device_initialises_completely(make_config, tokens):
+    """to_empty() leaves every tensor as raw memory; reset_parameters() must fill the wiring table
+    too (a buffer), or per-sample routing gathers neighbors from garbage."""
+    config = make_config(n_routing="sample")
+    with torch.device("meta"):
+        model = Genesis(config)
+    model = model.to_empty(device="cpu")
+    model.reset_parameters()
+    built = Genesis(config).eval()
+    ids = tokens(3, 8)
+    with torch.no_grad():
+        a, b = model.eval()(ids, trace=True), built(ids, trace=True)
+    assert torch.equal(a.outputs, b.outputs) and a.trace.sample_routes() == b.trace.sample_routes()
+    for ours, theirs in zip(model.buffers(), built.buffers()):
+        assert torch.equal(ours, theirs)
+
+
 def test_reference_refuses_per_sample_routing(make_model, tokens):
     with pytest.raises(ValueError, match="batch"):
         make_model(n_routing="sample")(tokens(2, 4), implementation="reference")

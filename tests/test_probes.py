@@ -56,6 +56,14 @@ def test_greedy_continuation_is_the_argmax(lm_model, tokens, caplog):
     assert new == expected
 
 
+def test_sampled_continuation_follows_its_seed(lm_model, tokens):
+    ids = tokens(1, 5)[0].tolist()
+    first = probes.continuation(lm_model, ids, 12, 0.8, 0.95, 3)  # raised "multiple values for do_sample"
+    assert first == probes.continuation(lm_model, ids, 12, 0.8, 0.95, 3)
+    others = {tuple(probes.continuation(lm_model, ids, 12, 0.8, 0.95, seed)) for seed in range(4, 8)}
+    assert len(others | {tuple(first)}) > 1 and all(0 <= t < 258 for t in first)
+
+
 def test_batch_vs_alone_matches_direct_runs(lm_model, tokens):
     lines = [tokens(1, n, seed=n)[0].tolist() for n in (3, 9, 6, 12)]
     batch, rows = probes.batch_vs_alone(lm_model, lines)

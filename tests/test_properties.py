@@ -21,9 +21,9 @@ import genesis
 from genesis import Genesis, GenesisConfig
 from genesis import io as gio
 from genesis.configuration import (
-    _INT_LIMITS,
     DEFAULT_MAX_ACTIVATION_BYTES,
     DEFAULT_MAX_PARAMETERS,
+    INT_LIMITS,
     ConfigError,
     SizeError,
     estimate_size,
@@ -325,8 +325,8 @@ def invalid_configs(draw) -> tuple[dict[str, Any], set[str], bool]:
     )
     lenient = False
     if kind == "int":
-        name = draw(st.sampled_from(sorted(_INT_LIMITS)))
-        fields[name] = draw(_bad_value_for_int(*_INT_LIMITS[name]))
+        name = draw(st.sampled_from(sorted(INT_LIMITS)))
+        fields[name] = draw(_bad_value_for_int(*INT_LIMITS[name]))
         blamed = {name}
     elif kind == "mode":
         name, allowed = draw(

@@ -69,6 +69,19 @@ def test_trained_routes_differ_between_classes(trained_classifier, brackets):
     assert by_label[0] != by_label[1]
 
 
+def test_snapshot_routes_are_each_input_alone_without_its_padding(trained_classifier, brackets):
+    from genesis import probes
+
+    model, _ = trained_classifier
+    ids = training.ExampleTask._rows(brackets.val, slice(0, 24)).input_ids
+    mask = torch.ones_like(ids)
+    for i in range(len(ids)):  # right padding of 0-3 positions: four lengths
+        mask[i, ids.shape[1] - i % 4 :] = 0
+    alone = [probes.routes_alone(model, row[keep.bool()].tolist()) for row, keep in zip(ids, mask)]
+    assert training.sample_routes(model, ids, mask) == alone
+    assert len({str(route) for route in alone}) > 1
+
+
 def test_snapshots_are_recorded_at_each_evaluation(trained_classifier):
     _, result = trained_classifier
     steps = [e.step for e in result.evaluations]
@@ -324,6 +337,29 @@ def test_the_same_loop_trains_a_transformers_model():
     result = training.train(gpt, text, TrainingConfig(steps=20, batch_size=4, block_size=32, lr=3e-3, eval_batches=2))
     assert result.final_val_loss < result.evaluations[0].val_loss
     assert result.evaluations[0].snapshot is None  # nothing to route
+
+
+def test_a_plain_trainer_accumulating_gradients_sees_the_same_loss(tmp_path):
+    """Genesis's loss is a mean: a Trainer that thought forward() took its num_items_in_batch skipped
+    its own division, so gradient accumulation multiplied the loss and gradients by its steps."""
+    from transformers import Trainer, TrainingArguments
+
+    task = training.load_data("copy", examples=64, seq_len=8)
+    train_set, _ = training.trainer_datasets(task)
+    losses = {}
+    for steps in (1, 2):
+        args = TrainingArguments(
+            output_dir=str(tmp_path / str(steps)), per_device_train_batch_size=8 // steps, gradient_accumulation_steps=steps,
+            learning_rate=0.0, max_steps=1, logging_steps=1, report_to=[], use_cpu=True, seed=0, data_seed=0,
+            dataloader_drop_last=True,
+        )  # fmt: skip
+        trainer = Trainer(
+            model=small_model(task), args=args, train_dataset=torch.utils.data.Subset(train_set, range(8))
+        )
+        trainer.train()
+        losses[steps] = next(row["loss"] for row in trainer.state.log_history if "loss" in row)
+    # Not bit-equal: dropout masks and the batch-mean routing differ between 8 rows and 2 x 4.
+    assert losses[2] == pytest.approx(losses[1], rel=0.05)
 
 
 def test_hugging_face_trainer_trains_genesis(tmp_path):

@@ -9,7 +9,7 @@ import torch
 import genesis
 from genesis import probes
 from genesis.figure_style import NARROW
-from pages.common import build_model, config_json
+from pages.common import SOURCES, build_model, config_json, model_key
 from tests.app.conftest import FRESH, assert_ok, charts, open_app, trace_named
 
 pytestmark = pytest.mark.slow
@@ -112,13 +112,21 @@ def test_what_if_threshold_reroutes_on_a_copy():
     assert section.hops and section.hops[0].fired
     neuron = section.hops[0].chosen
     assert at.selectbox(key="whatif_neuron_0").value == neuron
-    at.slider(key=f"whatif_0_{neuron}").set_value(1.0).run()  # a voltage is a sigmoid: never above 1
+    cached = build_model(config_json(genesis.preset("app")))  # the shared model the page uses
+    at.slider(key=f"whatif_{model_key(cached)}_0_{neuron}").set_value(
+        1.0
+    ).run()  # a voltage is a sigmoid: never above 1
     assert_ok(at)
     spec = charts(at)["run_whatif"]
     assert trace_named(spec, "route")["meta"]["route"] == section.route_of(0)
     assert trace_named(spec, "what-if route")["meta"]["route"] == [section.start]
-    cached = build_model(config_json(genesis.preset("app")))  # the shared model the page used: untouched
-    assert all(t == 0.5 for s in cached.thresholds() for t in s)
+    assert all(t == 0.5 for s in cached.thresholds() for t in s)  # untouched
+    # Another model starts from its own threshold, not the 1.0 set on this one.
+    at.selectbox(key="model_source_widget").set_value(SOURCES[0]).run()
+    assert_ok(at)
+    sliders = [s for s in at.slider if str(s.key).startswith("whatif_")]
+    demo_threshold = float(sliders[0].label.split("now ")[1].rstrip(")"))
+    assert len(sliders) == 1 and sliders[0].value == pytest.approx(demo_threshold, abs=1e-3)
 
 
 def test_what_if_neuron_follows_a_new_text():
@@ -203,6 +211,12 @@ def test_continuation_and_url():
     expected = probes.continuation(model, ids, 40, 0.0, 0.95, 0)
     assert at.code[0].value == (genesis.data.decode_bytes(expected) or "(end of text at once)")
     assert at.query_params["text"] == TEXT and at.query_params["source"] == FRESH
+    at.slider(key="run_temperature").set_value(0.8).run()  # the default: sampled
+    at.button(key="run_sample").click().run()
+    assert_ok(at)
+    assert at.code[0].value == (
+        genesis.data.decode_bytes(probes.continuation(model, ids, 40, 0.8, 0.95, 0)) or "(end of text at once)"
+    )
 
 
 @pytest.mark.parametrize(
