@@ -179,12 +179,14 @@ def train_command(args) -> int:
         output_dir=args.out,
         checkpoint_every=args.checkpoint_every,
     )
-    made = not Path(args.out).exists()
+    # The outermost folder this run creates (--out a/b with neither there: a).
+    made = next((p for p in reversed(Path(args.out).absolute().parents) if not p.exists()), None)
+    made = made or (None if Path(args.out).exists() else Path(args.out))
     output_folder("--out", args.out)
 
     def diverged(message: str) -> int:
-        if made:  # the folder is this run's, and nothing in it is worth keeping
-            shutil.rmtree(args.out, ignore_errors=True)
+        if made is not None:  # the folders are this run's, and nothing in them is worth keeping
+            shutil.rmtree(made, ignore_errors=True)
         print(f"error: {message} (nothing saved to {args.out})", file=sys.stderr)
         return 1
 

@@ -87,6 +87,9 @@ class GenesisConfig(PreTrainedConfig):
     """Configuration of a Genesis network (defaults are the original code base's)."""
 
     model_type = "genesis"
+    # The Trainer's predictions are the logits: the activation count (an int), the trace and the
+    # head's other view of them are left out (an int in them failed evaluate() with compute_metrics).
+    keys_to_ignore_at_inference = ["outputs", "neuron_activation_count", "trace", "hidden_states"]
 
     n_dim: int = 1280
     n_input: str = "reading"
@@ -126,14 +129,11 @@ class GenesisConfig(PreTrainedConfig):
         )
         super().__post_init__(**kwargs)
         self.use_cache = False
-        if (
-            self.n_output == "sequence_classifier"
-            and not labels_given
-            and _is_int(self.n_outputs)
-            and self.n_outputs > 0
-        ):
-            self.num_labels = self.n_outputs  # transformers' default is 2 labels; pipelines read them here
-        validate(self)
+        validate(self)  # names a bad n_outputs before the labels are compared with it
+        if labels_given:
+            check_labels(self)
+        else:
+            sync_labels(self)
 
     # Derived values live here, not in constructors.
     @property
@@ -157,6 +157,16 @@ class GenesisConfig(PreTrainedConfig):
     def user_dict(self) -> dict[str, Any]:
         """The user-settable fields only (what the app puts in a URL or a JSON download)."""
         return {name: getattr(self, name) for name in FIELDS}
+
+
+def sync_labels(config: Any) -> None:
+    """A classifier's placeholder class names (LABEL_0, ...: transformers' default of 2, or a saved
+    config's) follow n_outputs, also when n_outputs is changed after the config was made."""
+    names, outputs = getattr(config, "id2label", None), config.n_outputs
+    if config.n_output != "sequence_classifier" or not _is_int(outputs) or outputs < 1:
+        return
+    if (names is None or placeholder_labels(names)) and config.num_labels != outputs:
+        config.num_labels = outputs  # pipelines read the labels from here
 
 
 def placeholder_labels(id2label: dict) -> bool:
@@ -228,8 +238,15 @@ def validate(config: Any) -> None:
         raise ConfigError(
             "tie_word_embeddings", "must be false: the LM head has weights of its own, as in the original"
         )
-    labels = getattr(config, "num_labels", None)  # transformers' name; from num_labels or id2label
-    if config.n_output == "sequence_classifier" and labels is not None and labels != config.n_outputs:
+    names = getattr(config, "id2label", None)  # placeholder names follow n_outputs (sync_labels)
+    if not (isinstance(names, dict) and placeholder_labels(names)):
+        check_labels(config)
+
+
+def check_labels(config: Any) -> None:
+    """A classifier's class count (transformers' num_labels, from num_labels or id2label) is n_outputs."""
+    labels = getattr(config, "num_labels", None)
+    if config.n_output == "sequence_classifier" and labels not in (None, config.n_outputs):
         raise ConfigError(
             "num_labels",
             f"is {labels} (num_labels or id2label) but the classifier has n_outputs={config.n_outputs}: "

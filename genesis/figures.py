@@ -409,11 +409,12 @@ def class_probability_figure(
         probabilities = [1 - probabilities[0], probabilities[0]]
     if not labels or len(labels) != len(probabilities):
         labels = [f"class {i}" for i in range(len(probabilities))]
-    labels, title = list(labels), "Class probabilities"
+    labels, title, top = list(labels), "Class probabilities", 1.0
     if len(probabilities) > MAX_CLASS_BARS:
         title = f"Class probabilities: the {MAX_CLASS_BARS} likeliest of {len(probabilities):,}"
         shown = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[:MAX_CLASS_BARS]
         probabilities, labels = [probabilities[i] for i in shown], [labels[i] for i in shown]
+        top = min(1.0, 1.15 * probabilities[0])  # of many classes the likeliest may all be near 0
     fig = go.Figure(
         go.Bar(
             x=labels,
@@ -424,7 +425,7 @@ def class_probability_figure(
             name="probability",
         )
     )
-    return _layout(fig, title, uirevision, 300, yaxis=dict(range=[0, 1], title=dict(text="probability")))
+    return _layout(fig, title, uirevision, 300, yaxis=dict(range=[0, top], title=dict(text="probability")))
 
 
 def causality_figure(result: Causality, token_labels: Sequence[str], uirevision: str = "causality") -> go.Figure:

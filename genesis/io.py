@@ -20,6 +20,7 @@ from .configuration import (
     ConfigError,
     GenesisConfig,
     check_size,
+    clip,
     placeholder_labels,
     validate_with,
 )
@@ -118,9 +119,10 @@ def _identity(values: dict, config: GenesisConfig, where: str) -> dict[str, Any]
             raise LoadError(f"{where}id2label: must map each of the {config.num_labels} classes to a name")
         names = {}
         for key, label in labels.items():
-            index = int(key) if isinstance(key, str) and key.isascii() and key.isdigit() else key
+            digits = isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 9
+            index = int(key) if digits else key  # (int() refuses 4,300+ digits in its own words)
             if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < config.num_labels:
-                raise LoadError(f"{where}id2label: class {key!r} is not in [0, {config.num_labels - 1}]")
+                raise LoadError(f"{where}id2label: class {clip(repr(key), 40)} is not in [0, {config.num_labels - 1}]")
             if not isinstance(label, str) or len(label) > MAX_LABEL_CHARS:
                 raise LoadError(
                     f"{where}id2label: class {index}'s name must be text of at most {MAX_LABEL_CHARS} characters"

@@ -36,6 +36,7 @@ from .configuration import (
     ConfigError,
     GenesisConfig,
     check_size,
+    sync_labels,
     validate,
     validate_with,
 )
@@ -452,15 +453,8 @@ class CausalLM(nn.Module):
 def _token_labels(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """An LM's labels as int64 token ids of the inputs' shape (-100: ignored), or a message naming
     what is wrong (torch's own says "Target 300 is out of bounds" or names flattened sizes)."""
-    if (
-        not isinstance(labels, torch.Tensor)
-        or labels.is_floating_point()
-        or labels.is_complex()
-        or labels.dtype == torch.bool
-    ):
-        raise ValueError(
-            f"labels must be a tensor of token ids (int64 or int32), got {getattr(labels, 'dtype', type(labels).__name__)}"
-        )
+    if _tensor(labels).dtype not in (torch.long, torch.int32):  # uint8's comparisons with -100 wrap
+        raise ValueError(f"labels must be a tensor of token ids (int64 or int32), got {labels.dtype}")
     if labels.shape != logits.shape[:2]:
         raise ValueError(f"labels must have the inputs' shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}")
     vocab = logits.shape[-1]
@@ -486,19 +480,19 @@ class SequenceClassifier(nn.Module):
             if single:
                 loss = _binary_loss(outputs.view(-1), labels)
             else:
-                loss = F.cross_entropy(logits, _class_indices(labels, logits.shape[-1]))
+                loss = F.cross_entropy(logits, _class_indices(labels, *logits.shape))
         return outputs, logits, loss
 
 
 def _binary_loss(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The original's BCE on probabilities, over labels in [0, 1] (-100: ignored, as for several classes)."""
-    if labels.is_complex() or labels.numel() != probabilities.numel():
+    if _tensor(labels).is_complex() or labels.numel() != probabilities.numel():
         raise ValueError(
             f"labels of a binary classifier must be one 0/1 value per sample, got shape {tuple(labels.shape)}"
         )
-    labels = labels.view(-1)
+    labels = labels.view(-1) if labels.is_floating_point() else labels.view(-1).long()
     keep = labels != IGNORE_INDEX
-    wrong = keep & ((labels < 0) | (labels > 1))
+    wrong = keep & ~((labels >= 0) & (labels <= 1))  # NaN too
     if bool(wrong.any()):
         raise ValueError(f"labels of a binary classifier (n_outputs=1) must be 0 or 1, got {labels[wrong][0].item()}")
     if bool(keep.all()):
@@ -506,10 +500,18 @@ def _binary_loss(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.binary_cross_entropy(probabilities[keep], labels[keep].to(probabilities.dtype))
 
 
-def _class_indices(labels: torch.Tensor, classes: int) -> torch.Tensor:
+def _tensor(labels: Any) -> torch.Tensor:
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"labels must be a tensor, got {type(labels).__name__}")
+    return labels
+
+
+def _class_indices(labels: torch.Tensor, samples: int, classes: int) -> torch.Tensor:
     """Labels as class indices in [0, classes) (-100: ignored, as transformers does); nothing is truncated."""
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+    if _tensor(labels).is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"labels of a {classes}-class classifier must be integer class indices, got {labels.dtype}")
+    if labels.numel() != samples:
+        raise ValueError(f"labels must be one class index per sample ({samples}), got shape {tuple(labels.shape)}")
     labels = labels.view(-1).long()
     wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= classes))
     if bool(wrong.any()):
@@ -522,8 +524,14 @@ def _class_indices(labels: torch.Tensor, classes: int) -> torch.Tensor:
 class BridgeOutput(Bridge):
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None):  # type: ignore[override]
         outputs = super().forward(h)
-        loss = None if labels is None else F.mse_loss(outputs, labels.to(outputs.dtype))
-        return outputs, outputs, loss
+        if labels is None:
+            return outputs, outputs, None
+        if not _tensor(labels).is_floating_point() or labels.shape != outputs.shape:  # mse_loss would broadcast
+            raise ValueError(
+                f"labels of a bridge output must be floats of the outputs' shape {tuple(outputs.shape)}, "
+                f"got {labels.dtype} of shape {tuple(labels.shape)}"
+            )
+        return outputs, outputs, F.mse_loss(outputs, labels.to(outputs.dtype))
 
 
 class Identity(nn.Module):
@@ -617,6 +625,7 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
                 close = difflib.get_close_matches(name, [*FIELDS, "max_parameters", "max_activation_bytes"], n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise ConfigError(name, f"is not a Genesis field nor a size limit{hint}")
+        sync_labels(config)  # n_outputs set after the config was made (from_pretrained keywords, setattr)
         check_size(config, **{"batch_size": 1, **size_limits})
         super().__init__(config)
         # Layers initialise themselves from torch's global generator before reset_parameters()
@@ -846,6 +855,12 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
             )
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"empty inputs: shape {tuple(x.shape)} (need at least one sample of one position)")
+        for name, floats in (("inputs", x), ("y", y)):
+            if isinstance(floats, torch.Tensor) and floats.is_floating_point() and floats.dtype != self.dtype:
+                raise ValueError(
+                    f"{name}: {str(floats.dtype).removeprefix('torch.')}, but the model's weights are "
+                    f"{str(self.dtype).removeprefix('torch.')}: pass {name}.to(model.dtype)"
+                )
         if attention_mask is not None and tuple(attention_mask.shape) != tuple(x.shape[:2]):
             raise ValueError(
                 f"attention_mask must have the inputs' (batch, length) = {tuple(x.shape[:2])}, "
@@ -944,8 +959,11 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         if attention_mask is not None:
             attention_mask = attention_mask[:, -window:]
         inputs = {"inputs": input_ids[:, -window:], "attention_mask": attention_mask}
-        if kwargs.get("output_hidden_states") is not None:  # return_dict_in_generate collects them
-            inputs["output_hidden_states"] = kwargs["output_hidden_states"]
+        # generate() hands on every forward() keyword it was given: y, routing, implementation, and
+        # output_hidden_states (return_dict_in_generate collects them); they were dropped before.
+        for name in ("y", "routing", "implementation", "output_hidden_states", "output_attentions"):
+            if kwargs.get(name) is not None:
+                inputs[name] = kwargs[name]
         return inputs
 
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):

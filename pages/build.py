@@ -200,7 +200,8 @@ if error:
     st.stop()
 _, size_error = validate_fields(fields)
 if size_error:
-    st.warning(f"{size_error} It is drawn and counted below but cannot be built in this app.")
+    drawn = "counted below" if wiring_too_large(config) else "drawn and counted below"
+    st.warning(f"{size_error} It is {drawn} but cannot be built in this app.")
     if (smaller := fitting_config(config)) is not None and smaller.user_dict() != fields:
         # Its sizes need not be on the sliders (halving 640 gives 320): one click sets them all.
         st.button("Use the smaller config", on_click=_apply, args=(smaller.user_dict(),), key="build_use_smaller")

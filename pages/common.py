@@ -114,7 +114,7 @@ def validate_fields(fields: dict[str, Any]) -> tuple[genesis.GenesisConfig | Non
     except SizeError as e:
         return None, f"Too large for this app: {e}. {_suggestion(config)}"
     if problem := wiring_too_large(config):
-        return None, f"Too large for this app: {problem}."
+        return None, f"Too large for this app: {problem}. {_suggestion(config)}"
     return config, None
 
 
@@ -145,7 +145,14 @@ def _fitting_config(config_json: str) -> str | None:
     # Asked twice per run of an oversized config (the message, then the button): shrink once.
     config = gio.config_from_dict(json.loads(config_json))
     smaller = smaller_config(config, *_limits(config))
-    return None if smaller is None else json.dumps(smaller.user_dict(), sort_keys=True)
+    if smaller is None:
+        return None
+    fields = smaller.user_dict()
+    if wiring_too_large(smaller):  # the app's own limit, which the library's shrinking does not know
+        fields["n_neighbors"] = APP_MAX_ARROWS // smaller.n_neurons
+        if not fields["n_neighbors"]:
+            return None
+    return json.dumps(fields, sort_keys=True)
 
 
 def _suggestion(config: genesis.GenesisConfig) -> str:

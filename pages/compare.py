@@ -6,6 +6,7 @@ import streamlit as st
 
 from genesis import PRESETS, analysis, preset, stat_figures
 from genesis import io as gio
+from genesis.configuration import FIELDS
 from genesis.data import sample_texts
 from pages.common import (
     config_fields,
@@ -43,8 +44,8 @@ def slot_fields(choice: str, slot: int) -> tuple[dict | None, str | None]:
         fields = analysis.config_from_url(url)
     except ValueError as e:
         return None, f"URL: {e}"
-    if fields == analysis.app_defaults():  # a link to a page, or to a model a link cannot carry
-        st.caption("This link changes no config field: it stands for the app's default config (weights from its seed).")
+    if not any(f"{name}=" in url for name in FIELDS):  # a link to a page, or to a model a link cannot carry
+        st.caption("This link names no config field: it stands for the app's default config (weights from its seed).")
     return fields, None
 
 

@@ -93,7 +93,9 @@ if config.n_output == "causal_lm":
             st.session_state["run_continuation"] = (request, new)
         held = st.session_state.get("run_continuation")
         if held and held[0] == request:
-            st.code(decode_bytes(held[1]) or "(end of text at once)", language=None)
+            text = decode_bytes(held[1])
+            shown = text if text.strip() else f"(only whitespace: {text!r})" if text else "(end of text at once)"
+            st.code(shown, language=None)
 elif config.n_output == "sequence_classifier":
     st.plotly_chart(
         figures.class_probability_figure(probes.class_probabilities(output), probes.class_names(config)),

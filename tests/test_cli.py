@@ -130,6 +130,9 @@ def test_a_diverging_run_exits_with_an_error_and_saves_nothing(tmp_path, capsys,
                  "--out", str(out)])  # fmt: skip
     assert code == 1 and not (out / "model.safetensors").exists()  # the hf Trainer used to save NaN weights
     assert not out.exists()  # the folder the run made goes too, with the hf Trainer's checkpoints
+    code = main(["train", "--config", "tiny", "--task", "copy", "--steps", "5", "--examples", "40", "--batch", "4",
+                 "--lr", "1e6", "--warmup", "0", "--trainer", trainer, "--out", str(tmp_path / "new" / "deeper")])  # fmt: skip
+    assert code == 1 and not (tmp_path / "new").exists()  # and the parents it made
     assert "NaN or infinite" in capsys.readouterr().err
     kept = tmp_path / "kept"  # a user's own folder stays, with what was in it, without this run's files
     kept.mkdir()

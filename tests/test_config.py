@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
+from transformers import AutoConfig, AutoModel
 
 from genesis import PRESETS, ConfigError, Genesis, GenesisConfig, SizeError, check_size, estimate_size, preset
 from genesis.compat import config_from_original
@@ -214,8 +215,15 @@ def test_class_labels_must_agree_with_n_outputs(tmp_path):
     lm = GenesisConfig(**TINY).to_dict()
     assert GenesisConfig.from_dict({**lm, "n_output": "sequence_classifier", "n_outputs": 5}).num_labels == 5
     Genesis(GenesisConfig(**classifier, n_outputs=2)).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="num_labels: is 3 .* n_outputs=2"):
+    with pytest.raises(ConfigError, match="num_labels: is 3 .*n_outputs=2"):
         Genesis.from_pretrained(tmp_path, num_labels=3)
+    # n_outputs changed after the config was made: placeholder names follow, given names must agree.
+    wider = AutoConfig.from_pretrained(tmp_path, n_outputs=4)
+    assert AutoModel.from_config(wider).config.num_labels == 4
+    named = GenesisConfig(**classifier, n_outputs=2, id2label={0: "no", 1: "yes"})
+    named.n_outputs = 3
+    with pytest.raises(ConfigError, match="num_labels: is 2 .* n_outputs=3"):
+        Genesis(named)
 
 
 def test_tied_embeddings_are_refused_not_ignored():

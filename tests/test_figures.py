@@ -128,6 +128,7 @@ def test_output_figures(lm_model, tokens):
     likeliest = sorted(range(5000), key=lambda i: -many[i])[: figures.MAX_CLASS_BARS]
     assert list(named(bars, "probability").x) == [f"class {i}" for i in likeliest]
     assert "the 20 likeliest of 5,000" in bars.layout.title.text.replace("<br>", " ")
+    assert bars.layout.yaxis.range[1] == pytest.approx(1.15 * many[likeliest[0]])  # not a flat row on [0, 1]
     result = probes.causality(lm_model, ids)
     heat = named(figures.causality_figure(result, [probes.token_label(t) for t in ids]), "causality")
     assert [list(row) for row in heat.z] == result.delta

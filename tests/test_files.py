@@ -178,6 +178,7 @@ BAD_CONFIGS: list[tuple[str, bytes, str]] = [
     ("huge number", b'{"n_dim": 1e999}', "n_dim: must be an integer"),
     ("huge int", b'{"n_dim": ' + b"9" * 4000 + b"}", "n_dim"),
     ("over 4,300 digits", b'{"n_dim": ' + b"9" * 5000 + b"}", "a number in it is far too long"),  # not Python's advice
+    ("class key of 5,000 digits", b'{"n_output": "sequence_classifier", "n_outputs": 2, "id2label": {"0": "a", "1' + b"0" * 5000 + b'": "b"}}', "id2label: class '1000"),
     ("deep nesting", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ("not UTF-8", b'{"n_dim": "\xff"}', "not UTF-8 text (byte 11)"),
     ("UTF-16", '{"n_dim": 32}'.encode("utf-16"), "not UTF-8 text (byte 0)"),

@@ -284,6 +284,7 @@ def test_lm_labels_are_checked_with_a_message(lm_model, tokens):
         some.loss, F.cross_entropy(some.logits[:, :-1].reshape(-1, 258)[kept], ids[:, 1:].reshape(-1)[kept])
     )
     for labels, message in (
+        (ids.to(torch.uint8), "int64 or int32\\), got torch.uint8"),  # its comparison with -100 wrapped
         (ids[:, :5], r"labels must have the inputs' shape \(2, 6\), got \(2, 5\)"),
         (ids + 300, r"token ids in \[0, 257\] or -100, got [3-5][0-9][0-9]"),
         (ids.float(), "tensor of token ids \\(int64 or int32\\), got torch.float32"),
@@ -300,8 +301,52 @@ def test_binary_labels_ignore_minus_100_and_are_checked(make_model, tokens):
     torch.testing.assert_close(out.loss, F.binary_cross_entropy(out.outputs.view(-1)[[0, 2]], torch.tensor([0.0, 1.0])))
     with pytest.raises(ValueError, match="must be 0 or 1, got 2"):
         model(inputs, labels=torch.tensor([0, 2, 1, 0]))
+    with pytest.raises(ValueError, match="must be 0 or 1, got nan"):  # torch's own error before
+        model(inputs, labels=torch.tensor([0.0, float("nan"), 1.0, 0.0]))
+    with pytest.raises(ValueError, match="labels must be a tensor, got list"):
+        model(inputs, labels=[0, 1, 1, 0])
     with pytest.raises(ValueError, match="one 0/1 value per sample, got shape \\(3,\\)"):
         model(inputs, labels=torch.tensor([0, 1, 1]))
+
+
+def test_bridge_labels_and_float_dtypes_are_checked(make_model, floats):
+    """mse_loss broadcast labels of another shape (with only a warning); other float dtypes met a
+    raw "mat1 and mat2 must have the same dtype"."""
+    model = make_model(n_input="bridge", n_output="bridge", n_cross_attention=True)
+    x = floats(2, 5, 32)
+    for labels in (x[..., :1], x.long(), x[0]):
+        with pytest.raises(ValueError, match="labels of a bridge output must be floats of the outputs' shape"):
+            model(x, labels=labels)
+    with pytest.raises(ValueError, match="inputs: float16, but the model's weights are float32"):
+        model(x.half())
+    with pytest.raises(ValueError, match="y: float64, but the model's weights are float32"):
+        model(x, y=floats(2, 3, 32).double())
+
+
+def test_multiclass_labels_of_another_length_are_named(classifier_model, tokens):
+    with pytest.raises(ValueError, match="one class index per sample \\(5\\), got shape \\(3,\\)"):
+        classifier_model(tokens(5, 7), labels=torch.tensor([0, 1, 2]))
+
+
+def test_generate_hands_routing_and_y_to_the_passes(make_model, tokens, floats):
+    """generate(routing=...) and generate(y=...) were accepted and dropped."""
+    model = make_model(n_seed=6)
+    ids = tokens(4, 6, seed=1)
+    per_sample = make_model(n_seed=6, n_routing="sample")  # the same weights (same seeds)
+    asked = model.generate(ids, max_new_tokens=6, routing="sample", pad_token_id=257)
+    assert torch.equal(asked, per_sample.generate(ids, max_new_tokens=6, pad_token_id=257))
+    assert not torch.equal(asked, model.generate(ids, max_new_tokens=6, pad_token_id=257))  # batch routing
+    crossed = make_model(n_cross_attention=True)
+    with pytest.raises(ValueError, match="y must be a \\(batch, length, 32\\)"):
+        crossed.generate(ids, y=floats(4, 7, 33), max_new_tokens=2, pad_token_id=257)
+    one, other = floats(4, 7, 32, seed=1), floats(4, 7, 32, seed=2)
+    with torch.no_grad():
+        expected = crossed(ids, y=one).logits[:, -1].argmax(-1)
+    assert torch.equal(crossed.generate(ids, y=one, max_new_tokens=1, pad_token_id=257)[:, -1], expected)
+    assert not torch.equal(
+        crossed.generate(ids, y=one, max_new_tokens=6, pad_token_id=257),
+        crossed.generate(ids, y=other * 5, max_new_tokens=6, pad_token_id=257),
+    )
 
 
 def test_y_is_checked_with_a_message(make_model, floats, tokens):

@@ -112,6 +112,25 @@ def test_the_app_refuses_wiring_too_large_to_draw():
     assert validate_fields({**fields, "n_neighbors": 8}) == (GenesisConfig(**{**fields, "n_neighbors": 8}), None)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(n_neurons=1024, n_neighbors=64),  # too many parameters and too many arrows
+        dict(n_dim=16, n_attentive_neuron_heads=2, n_pos_size=16, n_neurons=1024, n_neighbors=16),  # arrows only
+    ],
+)
+def test_the_apps_suggested_smaller_config_can_be_built(changes):
+    """The library's shrinking knows parameters and activations, not the app's limit on arrows: the
+    suggestion for n_neurons=1024, n_neighbors=64 was itself refused."""
+    from pages.common import fitting_config, validate_fields
+
+    fields = genesis.preset("app", **changes).user_dict()
+    assert validate_fields(fields)[0] is None
+    smaller = fitting_config(GenesisConfig(**fields))
+    assert smaller is not None and validate_fields(smaller.user_dict()) == (smaller, None)
+    assert "A smaller config that fits" in validate_fields(fields)[1]
+
+
 def test_size_estimate_refuses_a_batch_or_length_below_one():
     for bad in (dict(batch_size=-5), dict(batch_size=0), dict(seq_len=0)):  # a negative estimate passed every limit
         with pytest.raises(ValueError, match="must be integers >= 1"):

@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -360,6 +361,24 @@ def test_a_plain_trainer_accumulating_gradients_sees_the_same_loss(tmp_path):
         losses[steps] = next(row["loss"] for row in trainer.state.log_history if "loss" in row)
     # Not bit-equal: dropout masks and the batch-mean routing differ between 8 rows and 2 x 4.
     assert losses[2] == pytest.approx(losses[1], rel=0.05)
+
+
+def test_a_trainer_evaluates_with_compute_metrics(tmp_path):
+    """The outputs held an int (the activation count), which the Trainer could not gather."""
+    from transformers import Trainer, TrainingArguments
+
+    task = training.load_data("brackets", examples=40, seq_len=12)
+    _, eval_set = training.trainer_datasets(task)
+    seen = []
+
+    def metrics(prediction) -> dict:
+        seen.append(np.asarray(prediction.predictions).shape)
+        return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=8, report_to=[], use_cpu=True)
+    result = Trainer(model=small_model(task), args=args, eval_dataset=eval_set, compute_metrics=metrics).evaluate()
+    assert seen == [(len(eval_set), task.n_classes)]  # the logits, nothing else
+    assert 0 <= result["eval_accuracy"] <= 1 and math.isfinite(result["eval_loss"])
 
 
 def test_hugging_face_trainer_trains_genesis(tmp_path):

@@ -81,9 +81,9 @@ def test_shared_url_and_uploaded_json_slots():
     at.selectbox(key="cmp_1").set_value("Shared app URL").run()
     url = analysis.url_for_config({**analysis.app_defaults(), "n_dim": 64, "n_neurons": 8}, "http://x/build")
     at.text_input(key="cmp_url_1").set_value(url).run()
-    assert not [c for c in at.caption if "changes no config field" in c.value]
+    assert not [c for c in at.caption if "names no config field" in c.value]
     at.text_input(key="cmp_url_1").set_value("http://x/run?source=Uploaded+model").run()
-    assert [c for c in at.caption if "changes no config field" in c.value]  # it was silently the default
+    assert [c for c in at.caption if "names no config field" in c.value]  # it was silently the default
     at.text_input(key="cmp_url_1").set_value(url).run()
     at.selectbox(key="cmp_2").set_value("Uploaded config JSON").run()
     config = genesis.preset("sequential", n_seed=5)
