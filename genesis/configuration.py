@@ -488,7 +488,7 @@ _NULLS = ("None", "null", "")
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 # ASCII digits only: int() also takes "64_0" and Arabic-Indic digits, and a 5,000-digit number
 # raises Python's own message about sys.set_int_max_str_digits.
-_INTEGER = re.compile(r"\s*[+-]?[0-9]{1,19}\s*")
+_INTEGER = re.compile(r"\s*[+-]?([0-9]+)\s*")
 
 
 def field_value(name: str, raw: str) -> Any:
@@ -504,8 +504,11 @@ def field_value(name: str, raw: str) -> Any:
             raise ValueError(f"{name}: must be true or false, got {clip(repr(raw), 60)}")
         return raw.lower() in _TRUE
     if isinstance(default, int):
-        if not _INTEGER.fullmatch(raw):
+        if not (match := _INTEGER.fullmatch(raw)):
             raise ValueError(f"{name}: must be an integer, got {clip(repr(raw), 60)}")
+        if len(match[1]) > 100:  # the range check names the limits; the number itself is not shown
+            low, high = INT_LIMITS.get(name, (None, None))
+            raise ValueError(f"{name}: must be in [{low}, {high}], got a number of {len(match[1]):,} digits")
         return int(raw)
     return raw
 

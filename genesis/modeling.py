@@ -458,10 +458,7 @@ def _token_labels(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     if labels.shape != logits.shape[:2]:
         raise ValueError(f"labels must have the inputs' shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}")
     vocab = logits.shape[-1]
-    wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= vocab))
-    if bool(wrong.any()):
-        raise ValueError(f"labels must be token ids in [0, {vocab - 1}] or {IGNORE_INDEX}, got {int(labels[wrong][0])}")
-    return labels.long()
+    return _indices(labels.long(), vocab, f"token ids in [0, {vocab - 1}] or {IGNORE_INDEX}")
 
 
 class SequenceClassifier(nn.Module):
@@ -512,12 +509,14 @@ def _class_indices(labels: torch.Tensor, samples: int, classes: int) -> torch.Te
         raise ValueError(f"labels of a {classes}-class classifier must be integer class indices, got {labels.dtype}")
     if labels.numel() != samples:
         raise ValueError(f"labels must be one class index per sample ({samples}), got shape {tuple(labels.shape)}")
-    labels = labels.view(-1).long()
-    wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= classes))
+    return _indices(labels.view(-1).long(), classes, f"class indices in [0, {classes}) (n_outputs={classes})")
+
+
+def _indices(labels: torch.Tensor, high: int, what: str) -> torch.Tensor:
+    """int64 labels in [0, high) or IGNORE_INDEX, else a message with the first one that is not."""
+    wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= high))
     if bool(wrong.any()):
-        raise ValueError(
-            f"labels must be class indices in [0, {classes}) (n_outputs={classes}), got {int(labels[wrong][0])}"
-        )
+        raise ValueError(f"labels must be {what}, got {int(labels[wrong][0])}")
     return labels
 
 

@@ -113,7 +113,7 @@ def test_what_if_threshold_reroutes_on_a_copy():
     neuron = section.hops[0].chosen
     assert at.selectbox(key="whatif_neuron_0").value == neuron
     cached = build_model(config_json(genesis.preset("app")))  # the shared model the page uses
-    at.slider(key=f"whatif_{model_key(cached)}_0_{neuron}").set_value(
+    at.slider(key=f"whatif_0_{neuron}_{model_key(cached)}").set_value(
         1.0
     ).run()  # a voltage is a sigmoid: never above 1
     assert_ok(at)
