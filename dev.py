@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
         run(str(PY), "-m", "ruff", "format", "--check", ".")
     else:
         print(__doc__)
-        return 0 if task == "help" else 2
+        return 0 if task in ("help", "-h", "--help") else 2
     return 0
 
 

@@ -4,7 +4,7 @@ The model and the tokenizer load on first use (`genesis.Genesis`, `from genesis 
 transformers' model code takes longer to import than everything else here together, and a config,
 its figures and graphs need none of it (the app draws its first chart that way). AutoConfig,
 AutoModel, AutoModelForCausalLM and AutoModelForSequenceClassification know Genesis from
-`import genesis` on (the last two make a Genesis that refuses a config with the other head).
+`import genesis` on (the last two make a Genesis that refuses any other n_output).
 """
 
 from __future__ import annotations

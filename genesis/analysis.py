@@ -158,8 +158,8 @@ def run_many(
 ) -> ActivationRun:
     """Run every text (byte tokens, the last n_pos_size kept) and collect the routes.
 
-    routing="sample": each input's own route, as if it ran alone (a per-sample-routing copy of the
-    model with the same weights; a lone input of its length runs with batch routing, which gives
+    routing="sample": each input's own route, as if it ran alone (per-sample routing for these
+    passes, the model untouched; a lone input of its length runs with batch routing, which gives
     the same route faster). routing="batch": the original's shared choice within each batch
     of equal-length inputs, so a route depends on which inputs share its batch.
     Raises ValueError (TextError) for an empty text or a model that cannot read texts.
@@ -502,7 +502,8 @@ def compare_configs(
 
 
 def parse_seeds(text: str, limit: int = 16) -> list[int]:
-    """'1, 2 3' -> [1, 2, 3]: distinct non-negative integers, at most `limit`; ValueError says why not."""
+    """'1, 2 3' -> [1, 2, 3]: distinct integers in n_seed's range, at most `limit` of them; ValueError
+    says why not."""
     seeds: list[int] = []
     for part in text.replace(",", " ").split():
         if not (part.isascii() and part.isdigit()):  # isdigit alone takes '²' and Arabic-Indic digits

@@ -491,7 +491,9 @@ def _binary_loss(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     keep = labels != IGNORE_INDEX
     wrong = keep & ~((labels >= 0) & (labels <= 1))  # NaN too
     if bool(wrong.any()):
-        raise ValueError(f"labels of a binary classifier (n_outputs=1) must be 0 or 1, got {labels[wrong][0].item()}")
+        raise ValueError(
+            f"labels of a binary classifier (n_outputs=1) must be in [0, 1] (or -100), got {labels[wrong][0].item()}"
+        )
     if bool(keep.all()):
         return F.binary_cross_entropy(probabilities, labels.to(probabilities.dtype))
     return F.binary_cross_entropy(probabilities[keep], labels[keep].to(probabilities.dtype))
@@ -789,7 +791,8 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         """The routes of a pass (the trace that `forward(..., trace=True)` gives), without its outputs:
         the sections do not fold their neurons' results back, the combiner and the head do not run.
         In a sequential model every section but the last still computes its output (the next one's input).
-        In train mode dropout changes the voltages on every call: use .eval() for the model's own routes."""
+        In train mode dropout changes the voltages on every call: use .eval() for the model's own routes.
+        `routing` ("batch" or "sample") overrides config.n_routing for this call only."""
         x = _given(inputs, input_ids, inputs_embeds)
         with torch.no_grad():
             _, _, recorder = self._pass(x, attention_mask, y, True, implementation, routing, outputs=False)

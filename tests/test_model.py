@@ -299,9 +299,9 @@ def test_binary_labels_ignore_minus_100_and_are_checked(make_model, tokens):
     with torch.no_grad():
         out = model(inputs, labels=torch.tensor([0, -100, 1, -100]))
     torch.testing.assert_close(out.loss, F.binary_cross_entropy(out.outputs.view(-1)[[0, 2]], torch.tensor([0.0, 1.0])))
-    with pytest.raises(ValueError, match="must be 0 or 1, got 2"):
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\] \(or -100\), got 2"):
         model(inputs, labels=torch.tensor([0, 2, 1, 0]))
-    with pytest.raises(ValueError, match="must be 0 or 1, got nan"):  # torch's own error before
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\] \(or -100\), got nan"):  # torch error before
         model(inputs, labels=torch.tensor([0.0, float("nan"), 1.0, 0.0]))
     with pytest.raises(ValueError, match="labels must be a tensor, got list"):
         model(inputs, labels=[0, 1, 1, 0])
