@@ -142,8 +142,9 @@ def _route_traces(order: list[int], pos, color: str, name: str, dash: str) -> li
             y=[pos[n][1] for n in order],
             mode="markers",
             marker=dict(size=NODE_SIZE + 10, color="rgba(0,0,0,0)", line=dict(color=color, width=3)),
-            name=f"{name} neurons",
-            showlegend=False,
+            # A route of one neuron has no edges to carry its legend entry: the ring carries it.
+            name=f"{name} neurons" if edges else f"{name} (its start neuron only)",
+            showlegend=not edges,
             hovertext=[f"step {i}: neuron {n}" for i, n in enumerate(order)],
             hoverinfo="text",
         )

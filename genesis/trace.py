@@ -141,7 +141,8 @@ class RoutingTrace:
         """A tidy pandas table.
 
         kind="route": one row per (sample, section, step): the neuron it went through.
-        kind="candidates": one row per (sample, section, hop, candidate): voltage, threshold, margin.
+        kind="candidates": one row per (sample, section, hop, candidate): voltage, threshold, margin
+        (hop 1 is the first, as in the walkthrough and the route graphs).
         """
         import pandas as pd
 
@@ -161,7 +162,7 @@ class RoutingTrace:
                                 dict(
                                     sample=b,
                                     section=st.section,
-                                    hop=hop_index,
+                                    hop=hop_index + 1,  # hop 1 is the first, as in the walkthrough
                                     source=hop.source,
                                     candidate=c.neuron,
                                     voltage=c.voltages[column],

@@ -146,6 +146,10 @@ with misses_tab:
     else:
         st.plotly_chart(stat_figures.near_miss_heatmap(analysis.near_miss(run), run.texts), key="act_near_miss")
     table("Who almost fired", analysis.near_misses(run), "near_misses", index=False)
+    st.caption(
+        "Candidates that did not fire, highest margin first. A positive margin: above its threshold, but "
+        "another candidate was chosen; a negative one: below its threshold. Hops count from 1, as on Home and Run."
+    )
     table("Every candidate at every hop", run.candidates, "candidates", index=False)
 with balance_tab:
     entropies = analysis.balance(run)

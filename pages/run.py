@@ -172,7 +172,7 @@ def what_if_view() -> None:
     neuron = controls.selectbox(f"Neuron of section {section_index}", plain, key=choice_key)
     current = thresholds[neuron]
     value = controls.slider(
-        f"Its threshold (now {current:.3f})", min(0.0, current), max(1.0, current), current, 0.005,
+        f"Its threshold (the model's: {current:.3f})", min(0.0, current), max(1.0, current), current, 0.005,
         key=f"whatif_{section_index}_{neuron}_{model_key(model)}",  # another model starts from its own value
     )  # fmt: skip
     edited = probes.set_threshold(private_copy(model), model, section_index, neuron, value)

@@ -21,6 +21,15 @@ def named(fig: go.Figure, name: str):
     return matches[0]
 
 
+def test_a_route_of_one_neuron_has_a_legend_entry():
+    """A what-if that cuts the route to its start neuron drew an unexplained green ring."""
+    graph = graphs.wiring_graph(genesis.preset("app"), 0)
+    fig = figures.wiring_figure(graph, route=[1, 5, 9], other_route=[1])
+    shown = [t.name for t in fig.data if t.showlegend is not False]
+    assert "what-if route (its start neuron only)" in shown and "route" in shown
+    assert "route (its start neuron only)" not in shown  # a route with hops has its edges in the legend
+
+
 def test_wiring_figure_draws_every_edge_once_and_nodes_by_kind():
     config = genesis.preset("app")
     graph = graphs.wiring_graph(config, 0)

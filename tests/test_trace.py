@@ -102,14 +102,15 @@ def test_candidate_frame_matches_the_hops(batch_run):
     ]
     for row in frame.itertuples():
         section = out.trace.sections[row.section]
-        hop = section.hops[row.hop]
+        assert row.hop >= 1  # hop 1 is the first, as on Home and Run and in the route graphs
+        hop = section.hops[row.hop - 1]
         candidate = next(c for c in hop.candidates if c.neuron == row.candidate)
         assert row.source == hop.source
         assert row.voltage == candidate.voltages[row.sample]
         assert row.chosen == (row.candidate == hop.chosen)
         assert row.passed == (row.chosen and hop.passed[row.sample])
         # a sample appears at a hop only while it is alive
-        assert section.alive[row.hop][row.sample]
+        assert section.alive[row.hop - 1][row.sample]
     chosen = frame[frame["chosen"]]
     assert (chosen["passed"] == (chosen["voltage"] > chosen["threshold"])).all()
     with pytest.raises(ValueError, match="kind"):

@@ -125,7 +125,7 @@ def test_what_if_threshold_reroutes_on_a_copy():
     at.selectbox(key="model_source_widget").set_value(SOURCES[0]).run()
     assert_ok(at)
     sliders = [s for s in at.slider if str(s.key).startswith("whatif_")]
-    demo_threshold = float(sliders[0].label.split("now ")[1].rstrip(")"))
+    demo_threshold = float(sliders[0].label.split("the model's: ")[1].rstrip(")"))
     assert len(sliders) == 1 and sliders[0].value == pytest.approx(demo_threshold, abs=1e-3)
 
 
