@@ -4,7 +4,7 @@ import streamlit as st
 
 from genesis import analysis, stat_figures
 from genesis.data import DataError, load_lines, sample_texts, text_lines
-from pages.common import model_picker, page_header, stop_without_model
+from pages.common import model_key, model_picker, page_header, stop_without_model
 
 MAX_INPUTS = 500  # about 5 s on 2 CPU cores with the app config
 MAX_UPLOAD_BYTES = 1_000_000
@@ -77,7 +77,7 @@ routing = st.radio(
     help="Inputs are batched by equal length (never padded: the soma would average the padding in). "
     "In the original, a batch shares each choice, so a route depends on its batch mates.",
 )
-key = (id(active.model), active.label, routing, tuple(texts))
+key = (model_key(active.model), active.label, routing, tuple(texts))  # id() comes back for a new model
 pressed = st.button("Run", type="primary", key="act_run", disabled=not texts)
 stored = st.session_state.get("activations")
 if texts and (pressed or (stored is None and source == SOURCES[0])):
@@ -107,6 +107,11 @@ columns[0].metric("Inputs", run.n_inputs)
 columns[1].metric("Mean neurons fired", f"{run.inputs['count'].mean():.2f}")
 columns[2].metric("Distinct routes", len(set(analysis.route_keys(run))))
 columns[3].metric("Route diversity", f"{analysis.route_diversity(run):.2f} bits")
+if run.routing != active.model.config.n_routing:  # other pages route as the model does
+    st.caption(
+        f"Routes here: {ROUTING[run.routing]}. The model's own mode, used by Home, Run and Compare, "
+        f"is {active.model.config.n_routing} routing."
+    )
 if run.inputs["truncated"].any():
     st.caption(f"{int(run.inputs['truncated'].sum())} input(s) were cut to their last n_pos_size tokens.")
 

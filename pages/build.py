@@ -167,7 +167,10 @@ def draw_wiring(config: genesis.GenesisConfig, key: str) -> None:
             else f"Every neuron of section {i} can be reached from some start neuron."
         )
         column.dataframe(
-            {"start neuron": list(reach), "neurons its routes can reach": [len(r) for r in reach.values()]},
+            {
+                "start neuron": list(reach),
+                "neurons its routes can reach (itself too)": [len(r) for r in reach.values()],
+            },
             hide_index=True,
         )
 

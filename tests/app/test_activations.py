@@ -42,6 +42,8 @@ def test_sample_set_runs_on_arrival_and_charts_match_the_library(app_model):
     labels = [b.label for b in at.get("download_button")]
     for name in ("firing_frequency", "route_table", "near_misses", "transitions", "balance", "candidates"):
         assert f"Download {name}.csv" in labels
+    # Its routes are per-sample, the model's are batch: said, since the other pages' numbers differ.
+    assert any("The model's own mode, used by Home, Run and Compare, is batch" in c.value for c in at.caption)
 
 
 def test_typed_lines_with_shared_batch_routing(app_model):
@@ -55,6 +57,7 @@ def test_typed_lines_with_shared_batch_routing(app_model):
     assert_ok(at)
     assert not at.warning
     assert metric(at, "Inputs") == "4"
+    assert not any("The model's own mode" in c.value for c in at.caption)  # the same mode: nothing to say
     run = analysis.run_many(app_model, lines, routing="batch")
     np.testing.assert_allclose(charts(at)["act_firing"]["data"][0]["z"], analysis.firing_frequency(run, normalize=True))
     at.selectbox(key="act_section").set_value(1).run()
