@@ -9,6 +9,7 @@ from genesis import compat, graphs
 from genesis import io as gio
 from genesis.configuration import FIELDS, INPUT_MODES, OUTPUT_MODES, ROUTING_MODES, SECTION_MODES
 from pages.common import (
+    SOURCES,
     config_fields,
     config_figure,
     config_json,
@@ -177,6 +178,11 @@ def draw_wiring(config: genesis.GenesisConfig, key: str) -> None:
 
 active = model_picker()
 page_header("Build", active)
+if active is None or active.source != SOURCES[1]:  # the header names the sidebar's model, not this config
+    st.caption(
+        "This page shows the Build config, not the model above: pick 'Fresh model from the Build config' in "
+        "the sidebar to run it."
+    )
 fields = config_fields()
 _show(fields)  # widgets show the current config (it may come from a URL, a preset or an upload)
 matching = next((p for p in genesis.PRESETS if genesis.preset(p).user_dict() == fields), "custom")

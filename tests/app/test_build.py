@@ -214,3 +214,11 @@ def test_many_sections_show_one_at_a_time():
     at.select_slider(key="build_section").set_value(3).run()
     assert_ok(at)
     assert [k for k in charts(at) if k.startswith("build_wiring")] == ["build_wiring_3"]
+
+
+def test_the_page_says_its_charts_are_the_build_configs_when_another_model_is_chosen():
+    """The header names the sidebar's model (the demo) above the Build config's wiring."""
+    shown = open_app("build", fresh=False)
+    assert any("This page shows the Build config, not the model above" in c.value for c in shown.caption)
+    fresh = open_app("build")  # the fresh model is the Build config: nothing to tell apart
+    assert not any("not the model above" in c.value for c in fresh.caption)
