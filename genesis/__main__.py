@@ -179,9 +179,9 @@ def train_command(args) -> int:
         output_dir=args.out,
         checkpoint_every=args.checkpoint_every,
     )
-    # The outermost folder this run creates (--out a/b with neither there: a).
-    made = next((p for p in reversed(Path(args.out).absolute().parents) if not p.exists()), None)
-    made = made or (None if Path(args.out).exists() else Path(args.out))
+    # The outermost folder this run creates (--out a/b with neither there: a), if any.
+    out = Path(args.out).absolute()
+    made = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)
     output_folder("--out", args.out)
 
     def diverged(message: str) -> int:
