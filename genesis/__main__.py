@@ -183,6 +183,14 @@ def train_command(args) -> int:
     out = Path(args.out).absolute()
     made = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)
     output_folder("--out", args.out)
+    if args.checkpoint_every:  # checkpoint-N of this run would replace an earlier run's, or sit among them
+        earlier = sorted((p.name for p in Path(args.out).glob("checkpoint-*")), key=lambda n: (len(n), n))
+        if earlier:
+            raise CommandError(
+                f"--out: {args.out!r} already holds {', '.join(earlier[:3])}{' …' if len(earlier) > 3 else ''} from "
+                "an earlier run, which this run's checkpoints would replace or mix with: choose a new folder, "
+                "or move them away"
+            )
 
     def diverged(message: str) -> int:
         if made is not None:  # the folders are this run's, and nothing in them is worth keeping
@@ -347,7 +355,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seq-len", type=whole(1), default=24, help="synthetic task sequence length")
     t.add_argument("--eval-every", type=whole(1), default=None)
     t.add_argument("--patience", type=whole(1), default=None, help="early stop after N evaluations without progress")
-    t.add_argument("--checkpoint-every", type=whole(1), default=None)
+    t.add_argument("--checkpoint-every", type=whole(1), default=None, help="save --out/checkpoint-N every N steps")
     t.add_argument("--seed", type=whole(0), default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--trainer", choices=["loop", "hf"], default="loop", help="hf: transformers.Trainer (torchrun/DDP)")

@@ -197,3 +197,18 @@ def test_trace_files_are_all_or_nothing_and_keep_what_was_there(tmp_path, capsys
     same = tmp_path / "same.out"
     assert main(["trace", str(model), "--text", "hi", "--json", str(same), "--csv", str(same)]) == 2
     assert "name the same file" in capsys.readouterr().err and not same.exists()
+
+
+@pytest.mark.parametrize("trainer", ["loop", "hf"])
+def test_checkpoints_of_an_earlier_run_are_not_overwritten(tmp_path, capsys, trainer):
+    out = tmp_path / "run"
+    args = ["train", "--config", "tiny", "--task", "copy", "--steps", "2", "--examples", "40", "--batch", "4",
+            "--trainer", trainer, "--out", str(out)]  # fmt: skip
+    assert main([*args, "--checkpoint-every", "1"]) == 0
+    first = {p.name: (p / "model.safetensors").read_bytes() for p in out.glob("checkpoint-*")}
+    assert sorted(first) == ["checkpoint-1", "checkpoint-2"]
+    capsys.readouterr()
+    assert main([*args, "--checkpoint-every", "1", "--seed", "7"]) == 2
+    assert "already holds checkpoint-1, checkpoint-2 from an earlier run" in capsys.readouterr().err
+    assert {p.name: (p / "model.safetensors").read_bytes() for p in out.glob("checkpoint-*")} == first
+    assert main(args) == 0  # without checkpoints, the folder takes the new model as before
