@@ -16,7 +16,12 @@ from .trace import STOP_ALL_FIRED, STOP_BELOW_THRESHOLD, STOP_NO_NEIGHBORS
 
 # Stable colours: section i (and configuration i) always gets PALETTE[i % len(PALETTE)].
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2", "#EECA3B", "#9D755D")
-STOP_COLORS = {STOP_BELOW_THRESHOLD: "#E45756", STOP_ALL_FIRED: "#4C78A8", STOP_NO_NEIGHBORS: "#9D755D"}
+# Stop reasons share a tab with per-section bars: greys and hatching, so no reason looks like a section.
+STOP_STYLES = {
+    STOP_BELOW_THRESHOLD: dict(color="#3B3B3B"),
+    STOP_ALL_FIRED: dict(color="#8C8C8C", pattern=dict(shape="/")),
+    STOP_NO_NEIGHBORS: dict(color="#C7C7C7", pattern=dict(shape=".")),
+}
 COUNT_SCALE = "Viridis"
 MARGIN_SCALE = "RdBu"  # diverging around 0: red below the threshold, blue above
 
@@ -91,7 +96,7 @@ def stop_reason_bars(reasons: pd.DataFrame) -> go.Figure:
                 x=[f"section {s}" for s in values.index],
                 y=values.tolist(),
                 name=reason,
-                marker=dict(color=STOP_COLORS.get(reason, "#BAB0AC")),
+                marker=STOP_STYLES.get(reason, dict(color="#E0E0E0")),
             )
         )
     fig.update_yaxes(title=dict(text="inputs"))

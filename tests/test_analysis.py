@@ -384,6 +384,9 @@ def test_figures_show_the_tables(run):
     bars = stat_figures.start_bars(starts)
     assert [list(t.y) for t in bars.data] == starts.to_numpy().tolist()
     assert [t.marker.color for t in bars.data] == [stat_figures.color(s) for s in range(run.n_sections)]
+    stops = stat_figures.stop_reason_bars(analysis.stop_reasons(run))  # drawn in the same tab as the starts
+    assert {t.marker.color for t in stops.data}.isdisjoint(stat_figures.PALETTE)  # no reason looks like a section
+    assert [t.name for t in stops.data] == list(analysis.stop_reasons(run).columns)
     matrix = analysis.transition_matrix(run, 1)
     np.testing.assert_array_equal(np.array(stat_figures.transition_heatmap(matrix, 1).data[0].z), matrix.to_numpy())
     near = analysis.near_miss(run)
