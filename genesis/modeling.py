@@ -8,6 +8,7 @@ lives in `genesis.routing`; this file holds the arithmetic of each part.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -16,6 +17,7 @@ import math
 import operator
 import os
 import random
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +89,12 @@ def neighbor_wiring(config: GenesisConfig) -> list[list[list[int]]]:
 # Neuron parts, stacked over the neurons of a section
 
 
+def _blank(layer: type[nn.Module], *sizes: int) -> nn.Module:
+    """A Linear or Embedding without its default initialisation: that would draw from torch's global
+    generator, another thread's stream (Genesis.reset_parameters fills it from a private one)."""
+    return nn.utils.skip_init(layer, *sizes, device=torch.get_default_device())
+
+
 @functools.lru_cache(maxsize=64)
 def _ones(dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     # A constant: layer_norm with a weight takes a faster kernel than without, and rounds the same.
@@ -131,16 +139,31 @@ _DROP_BELOW = -(2**31) + round(DROPOUT * 2**32)
 _KEEP_SCALE = np.float32(1) / np.float32(1 - DROPOUT)  # as F.dropout scales, in float32
 
 
+_draws = threading.local()  # this thread's generator for dropout masks (dropout_generator), if any
+
+
+@contextlib.contextmanager
+def dropout_generator(generator: torch.Generator):
+    """Within it, CPU dropout masks drawn in this thread come from `generator` (a CPU one), not from
+    torch's global generator: a training run stays reproducible while other threads draw too."""
+    previous = getattr(_draws, "generator", None)
+    _draws.generator = generator
+    try:
+        yield generator
+    finally:
+        _draws.generator = previous
+
+
 def dropout(x: torch.Tensor) -> torch.Tensor:
     """Dropout(DROPOUT) in training of a fresh result (in place when autograd allows), as F.dropout:
     each element zeroed with probability DROPOUT, the rest scaled by the same float32 1/(1-DROPOUT).
-    On CPU the mask comes from numpy's PCG64, seeded by one draw from torch's global generator, so
-    torch.manual_seed still fixes every mask: torch's CPU Bernoulli draws are serial (6 ns per
-    element) and took 40% of a training step; these take 1.3 ns."""
+    On CPU the mask comes from numpy's PCG64, seeded by one draw from torch's global generator (or
+    dropout_generator's), so torch.manual_seed still fixes every mask: torch's CPU Bernoulli draws
+    are serial (6 ns per element) and took 40% of a training step; these take 1.3 ns."""
     if x.device.type != "cpu" or x.dtype != torch.float32:
         return F.dropout(x, DROPOUT, True)  # Philox on the GPU is fast already; other dtypes scale in their own
     n = x.numel()
-    seed = int(torch.randint(0, 2**62, (1,)).item())
+    seed = int(torch.randint(0, 2**62, (1,), generator=getattr(_draws, "generator", None)).item())
     words = np.random.PCG64(seed).random_raw((n + 1) // 2).view(np.int32)[:n]
     keep = (words >= _DROP_BELOW).astype(np.float32)
     keep *= _KEEP_SCALE
@@ -393,9 +416,9 @@ class Reading(nn.Module):
 
     def __init__(self, config: GenesisConfig):
         super().__init__()
-        self.wte = nn.Embedding(config.n_vocab_size, config.n_dim)
-        self.wpe = nn.Embedding(config.n_pos_size, config.n_dim)
-        self.fc_out = nn.Linear(config.n_dim, config.n_dim)
+        self.wte = _blank(nn.Embedding, config.n_vocab_size, config.n_dim)
+        self.wpe = _blank(nn.Embedding, config.n_pos_size, config.n_dim)
+        self.fc_out = _blank(nn.Linear, config.n_dim, config.n_dim)
         self.ln = nn.LayerNorm(config.n_dim)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -416,7 +439,7 @@ class Bridge(nn.Module):
 
     def __init__(self, config: GenesisConfig):
         super().__init__()
-        self.fc_out = nn.Linear(config.n_dim, config.n_dim)
+        self.fc_out = _blank(nn.Linear, config.n_dim, config.n_dim)
         self.ln = nn.LayerNorm(config.n_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -428,7 +451,7 @@ class Combiner(nn.Module):
 
     def __init__(self, config: GenesisConfig):
         super().__init__()
-        self.fc_out = nn.Linear(config.n_dim, config.n_dim)
+        self.fc_out = _blank(nn.Linear, config.n_dim, config.n_dim)
         self.ln = nn.LayerNorm(config.n_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -438,7 +461,7 @@ class Combiner(nn.Module):
 class CausalLM(nn.Module):
     def __init__(self, config: GenesisConfig):
         super().__init__()
-        self.lm_head = nn.Linear(config.n_dim, config.n_vocab_size)
+        self.lm_head = _blank(nn.Linear, config.n_dim, config.n_vocab_size)
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None):
         logits = self.lm_head(h)  # (B, T, V)
@@ -464,7 +487,7 @@ def _token_labels(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 class SequenceClassifier(nn.Module):
     def __init__(self, config: GenesisConfig):
         super().__init__()
-        self.fc_out = nn.Linear(config.n_dim, config.n_outputs)
+        self.fc_out = _blank(nn.Linear, config.n_dim, config.n_outputs)
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None):
         logits = self.fc_out(h.mean(dim=1))  # (B, n_outputs)
@@ -563,6 +586,23 @@ class GenesisOutput(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
+def _refuse_integer_weights(path: str) -> None:
+    """Integer tensors in a safetensors file are no weights (genesis.io refuses them too): transformers
+    would cast them to floats and run them."""
+    if not os.path.isfile(path):
+        return
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            for key in f.keys():
+                dtype = f.get_slice(key).get_dtype()
+                if not dtype.startswith(("F", "BF")):
+                    raise ValueError(f"{path}: tensor {key} has dtype {dtype}; weights must be floats")
+    except SafetensorError as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+
+
 class GenesisPreTrainedModel(PreTrainedModel):
     config_class = GenesisConfig
     base_model_prefix = "genesis"
@@ -583,6 +623,8 @@ class GenesisPreTrainedModel(PreTrainedModel):
         if kwargs.get("config") is None and isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
             if not os.path.isfile(os.path.join(source, "config.json")):  # it would build the full-size default
                 raise ValueError(f"{source}: no config.json here (a model folder holds config.json and the weights)")
+        if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+            _refuse_integer_weights(os.path.join(source, "model.safetensors"))  # transformers would cast them
         # Mis-shaped weights (a field such as n_dim overridden here) are refused below, by name.
         kwargs.setdefault("ignore_mismatched_sizes", True)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
@@ -629,11 +671,8 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         sync_labels(config)  # n_outputs set after the config was made (from_pretrained keywords, setattr)
         check_size(config, **{"batch_size": 1, **size_limits})
         super().__init__(config)
-        # Layers initialise themselves from torch's global generator before reset_parameters()
-        # overwrites them from a private one: leave the caller's global state as it was.
-        with torch.random.fork_rng(devices=[]):
-            self._build(config)
-        self.post_init()
+        self._build(config)
+        self.post_init()  # reset_parameters(): every weight from a private generator
 
     def _build(self, config: GenesisConfig) -> None:
         self._built = self._structure(config)
@@ -642,9 +681,9 @@ class Genesis(GenesisPreTrainedModel, GenerationMixin):
         self.sections = nn.ModuleList(Section(config, i, wiring[i]) for i in range(config.n_sections))
         if config.n_section == "split":
             width = config.inner_dim
-            self.a_splits = nn.ModuleList(nn.Linear(config.n_dim, width) for _ in range(config.n_sections))
+            self.a_splits = nn.ModuleList(_blank(nn.Linear, config.n_dim, width) for _ in range(config.n_sections))
             if config.n_cross_attention:
-                self.c_splits = nn.ModuleList(nn.Linear(config.n_dim, width) for _ in range(config.n_sections))
+                self.c_splits = nn.ModuleList(_blank(nn.Linear, config.n_dim, width) for _ in range(config.n_sections))
             self.combiner = Combiner(config)
             self._run_sections = self._run_split
         else:

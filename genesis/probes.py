@@ -6,7 +6,6 @@ the pass step by step. What the Home and Run pages show, as plain functions.
 from __future__ import annotations
 
 import copy
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -86,31 +85,38 @@ def class_names(config) -> list[str] | None:
     return [str(labels.get(i, "")) for i in range(len(labels))]
 
 
-_SAMPLING = threading.Lock()
-
-
 @torch.no_grad()
 def continuation(
     model: Genesis, ids: list[int], max_new_tokens: int, temperature: float, top_p: float, seed: int
 ) -> list[int]:
-    """New token ids sampled after `ids` (stops at end-of-text); `seed` makes it repeatable.
+    """New token ids after `ids`, up to and including end-of-text: the likeliest token at temperature 0,
+    else a draw from the next-token distribution at `temperature`, cut to its top-`top_p` nucleus.
 
-    generate() samples from torch's global generator: seeding it is serialised (two app sessions
-    sampling at once would interleave draws) and the caller's generator state is restored after."""
-    with _SAMPLING, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        # Temperature 0 is greedy: no sampling flags then (transformers warns that they are ignored).
-        sampling = (
-            dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else {"do_sample": False}
-        )
-        out = model.generate(
-            torch.tensor([ids], device=model.device),
-            max_new_tokens=max_new_tokens,
-            eos_token_id=EOS_ID,
-            pad_token_id=PAD_ID,
-            **sampling,
-        )
-    return [t for t in out[0, len(ids) :].tolist() if t != PAD_ID]
+    The draws come from a generator of its own seeded with `seed` (generate() would draw from torch's
+    global one, which other sessions' training and sampling draw from too), so a seed gives the same
+    text whatever else runs. Each step runs the last n_pos_size tokens, as generate() does."""
+    generator = torch.Generator().manual_seed(seed)
+    window = model.config.n_pos_size
+    text = torch.tensor([ids], device=model.device)
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        logits = model(text[:, -window:]).logits[0, -1].float().cpu()
+        token = int(logits.argmax()) if temperature <= 0 else _nucleus_draw(logits / temperature, top_p, generator)
+        new.append(token)
+        if token == EOS_ID:
+            break
+        text = torch.cat([text, text.new_tensor([[token]])], dim=1)
+    return new
+
+
+def _nucleus_draw(logits: torch.Tensor, top_p: float, generator: torch.Generator) -> int:
+    """One token from softmax(logits) restricted to the likeliest tokens whose probabilities reach
+    top_p together (the likeliest one always stays), renormalised."""
+    probabilities, order = torch.softmax(logits, dim=-1).sort(descending=True)
+    if top_p < 1:  # (at 1 every token stays, also where float sums reach 1 early)
+        before = probabilities.cumsum(0) - probabilities  # the mass of the likelier tokens
+        probabilities = probabilities.masked_fill(before >= top_p, 0.0)
+    return int(order[torch.multinomial(probabilities, 1, generator=generator)])
 
 
 def route_at_step(section: SectionTrace, step: int, sample: int = 0) -> tuple[list[int], tuple[int, int] | None]:

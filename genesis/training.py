@@ -15,12 +15,14 @@ built-in ones by name.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import numbers
 import os
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -580,14 +582,19 @@ def train(
     A loss that becomes NaN or infinite stops the run (stop_reason DIVERGED) and the final model is
     not saved to config.output_dir.
 
-    Seeds torch's global generator with config.seed (dropout), so a run is reproducible on one machine.
+    Batches and dropout masks come from a private generator seeded with config.seed: a run is
+    reproducible on one machine, whatever other threads draw meanwhile (on a GPU, dropout uses the
+    device's generator, seeded with config.seed).
     """
     config = config or TrainingConfig()
     task = as_task(data, config.block_size, config.val_fraction)
     check_fits(model, task)
-    torch.manual_seed(config.seed)
+    from .modeling import dropout_generator
+
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)  # batches and dropout masks
+    if device.type == "cuda":
+        torch.cuda.manual_seed(config.seed)  # dropout there draws from the device's own generator
     evaluator = _Evaluator(model, task, config, device)
     optimizer = make_optimizer(model, config)
     result = TrainingResult(task.describe(), config.to_dict())
@@ -603,41 +610,42 @@ def train(
         evaluator(event)
         event.elapsed = time.perf_counter() - began  # a large model's first evaluation takes a while
         report(event)
-    model.train()
-    for step in range(1, config.steps + 1):
-        if should_stop is not None and should_stop():
-            result.stop_reason = "stopped"
-            break
-        lr = learning_rate(step - 1, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = task.sample(config.batch_size, generator).to(device)
-        tick = time.perf_counter()
-        loss = optimization_step(model, optimizer, batch, config.grad_clip)
-        train_seconds += time.perf_counter() - tick
-        result.tokens += batch.input_ids.numel()
-        result.steps_done = step
-        event = TrainingEvent(step, config.steps, loss, lr, result.tokens / train_seconds, 0.0)
-        early_stop = False
-        if step % config.eval_every == 0 or step == config.steps:
-            early_stop = evaluator(event)
-        event.elapsed = time.perf_counter() - began
-        report(event)
-        if not all(math.isfinite(v) for v in (loss, event.val_loss or 0.0)):
-            result.stop_reason = DIVERGED  # the weights are ruined: stop, and do not save them
-            break
-        if config.output_dir and config.checkpoint_every and step % config.checkpoint_every == 0:
-            save_checkpoint(model, Path(config.output_dir) / f"checkpoint-{step}", result.summary())
-        if early_stop:
-            result.stop_reason = "early stop"
-            break
-    if result.stop_reason == "stopped" and result.steps_done and result.events[-1].val_loss is None:
-        # Stopped between evaluations: evaluate the model as it is, so the last point is its own.
-        last = result.events[-1]
-        event = TrainingEvent(last.step, config.steps, None, last.lr, last.tokens_per_s, 0.0)
-        evaluator(event)
-        event.elapsed = time.perf_counter() - began
-        report(event)
+    with dropout_generator(generator):  # dropout masks from this run's stream, not torch's global one
+        model.train()
+        for step in range(1, config.steps + 1):
+            if should_stop is not None and should_stop():
+                result.stop_reason = "stopped"
+                break
+            lr = learning_rate(step - 1, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = task.sample(config.batch_size, generator).to(device)
+            tick = time.perf_counter()
+            loss = optimization_step(model, optimizer, batch, config.grad_clip)
+            train_seconds += time.perf_counter() - tick
+            result.tokens += batch.input_ids.numel()
+            result.steps_done = step
+            event = TrainingEvent(step, config.steps, loss, lr, result.tokens / train_seconds, 0.0)
+            early_stop = False
+            if step % config.eval_every == 0 or step == config.steps:
+                early_stop = evaluator(event)
+            event.elapsed = time.perf_counter() - began
+            report(event)
+            if not all(math.isfinite(v) for v in (loss, event.val_loss or 0.0)):
+                result.stop_reason = DIVERGED  # the weights are ruined: stop, and do not save them
+                break
+            if config.output_dir and config.checkpoint_every and step % config.checkpoint_every == 0:
+                save_checkpoint(model, Path(config.output_dir) / f"checkpoint-{step}", result.summary())
+            if early_stop:
+                result.stop_reason = "early stop"
+                break
+        if result.stop_reason == "stopped" and result.steps_done and result.events[-1].val_loss is None:
+            # Stopped between evaluations: evaluate the model as it is, so the last point is its own.
+            last = result.events[-1]
+            event = TrainingEvent(last.step, config.steps, None, last.lr, last.tokens_per_s, 0.0)
+            evaluator(event)
+            event.elapsed = time.perf_counter() - began
+            report(event)
     if result.stop_reason == "running":
         result.stop_reason = "completed"
     model.eval()
@@ -656,6 +664,23 @@ def diverged_message(result: TrainingResult) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # In the background (the app)
+
+
+_started: weakref.WeakSet[TrainingJob] = weakref.WeakSet()
+EXIT_WAIT_S = 30.0
+
+
+@atexit.register
+def _stop_jobs_at_exit() -> None:
+    """A job's daemon thread still inside torch when the interpreter shuts down aborts the process
+    ("terminate called without an active exception", e.g. a stopped app server): stop every job
+    between two steps, as Stop does, and wait for it."""
+    running = [job for job in list(_started) if job.running]
+    for job in running:
+        job.stop()
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for job in running:
+        job.wait(max(0.0, deadline - time.monotonic()))
 
 
 class TrainingJob:
@@ -696,6 +721,7 @@ class TrainingJob:
         self._thread = threading.Thread(target=self._run, name="genesis-training", daemon=True)
 
     def start(self) -> TrainingJob:
+        _started.add(self)
         self._thread.start()
         return self
 

@@ -497,3 +497,59 @@ def test_numpy_numbers_are_numbers_and_odd_settings_are_named():
     for grace in (float("nan"), float("inf"), -1, "1"):
         with pytest.raises(ValueError, match="grace must be a finite number of seconds"):
             training.TrainingJob(None, None, TrainingConfig(), grace=grace)
+
+
+def test_a_run_gives_the_same_weights_while_other_threads_draw_random_numbers(brackets):
+    """Two browser sessions train at once (the app has two slots) while others sample text: a run's
+    batches and dropout masks come from its own generator, so what it trains does not depend on them.
+    With torch's global generator (reseeded by each run, drawn by all) the weights differed."""
+    recipe = TrainingConfig(steps=6, batch_size=8, eval_every=6, eval_batches=1)
+
+    def trained() -> dict[str, torch.Tensor]:
+        model = small_model(brackets)
+        training.train(model, brackets, recipe)
+        return model.state_dict()
+
+    alone = trained()
+    stop = threading.Event()
+
+    def draw() -> None:  # what other sessions do: seed and draw from the global generator, build models
+        while not stop.is_set():
+            torch.manual_seed(1)
+            torch.rand(100)
+            small_model(brackets)
+            time.sleep(0.01)  # leave the runs some of the GIL
+
+    others = [threading.Thread(target=draw) for _ in range(2)]
+    for thread in others:
+        thread.start()
+    try:
+        together = [trained() for _ in range(2)]
+    finally:
+        stop.set()
+        for thread in others:
+            thread.join()
+    for weights in together:
+        assert all(torch.equal(weights[k], alone[k]) for k in alone)
+
+
+def test_the_interpreter_exits_cleanly_while_a_job_trains():
+    """A stopped app server ends its Python while a session's job trains: the job's daemon thread,
+    still inside torch at shutdown, aborted the process (SIGABRT, "terminate called without an active
+    exception"). Jobs are now stopped between steps at exit."""
+    import subprocess
+    import sys
+
+    code = (
+        "from genesis import Genesis, GenesisConfig, preset, training\n"
+        "task = training.load_data('brackets', examples=200, seq_len=16)\n"
+        "model = Genesis(training.config_for_task(GenesisConfig(**preset('tiny').user_dict()), task))\n"
+        "job = training.TrainingJob(model, task, training.TrainingConfig(steps=100000, batch_size=8)).start()\n"
+        "while len(job.events()) < 2:\n"
+        "    job.wait(0.05)\n"
+        "print('training', flush=True)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "training"
+    assert done.returncode == 0 and "terminate called" not in done.stderr, done.stderr[-2000:]
