@@ -400,7 +400,7 @@ def route_diversity(run: ActivationRun) -> float:
 def route_difference(route_a: Route | RoutingTrace, route_b: Route | RoutingTrace) -> pd.DataFrame:
     """Per section: the shared prefix length and the first step where two routes part.
 
-    Traces are read as their first sample's route. first_divergent_hop is the step index (0 = the
+    Traces are read as their first sample's route. first_divergent_step is the step index (0 = the
     start neuron) or missing when the routes are equal; neuron_a/neuron_b are the neurons there
     (missing on the side whose route already stopped).
     """
@@ -417,15 +417,15 @@ def route_difference(route_a: Route | RoutingTrace, route_b: Route | RoutingTrac
                 route_a="→".join(map(str, ra)) if section < len(a) else f"(no section {section})",
                 route_b="→".join(map(str, rb)) if section < len(b) else f"(no section {section})",
                 shared_prefix=shared,
-                first_divergent_hop=None if same else shared,
+                first_divergent_step=None if same else shared,
                 neuron_a=None if same or shared >= len(ra) else ra[shared],
                 neuron_b=None if same or shared >= len(rb) else rb[shared],
                 same=same,
             )
         )
-    columns = ["section", "route_a", "route_b", "shared_prefix", "first_divergent_hop", "neuron_a", "neuron_b", "same"]
+    columns = ["section", "route_a", "route_b", "shared_prefix", "first_divergent_step", "neuron_a", "neuron_b", "same"]
     frame = pd.DataFrame(rows, columns=columns)  # the columns also when there are no sections
-    return frame.astype({"first_divergent_hop": "Int64", "neuron_a": "Int64", "neuron_b": "Int64"})
+    return frame.astype({"first_divergent_step": "Int64", "neuron_a": "Int64", "neuron_b": "Int64"})
 
 
 def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -387,14 +387,27 @@ def top_k_figure(labels: Sequence[str], probabilities: Sequence[float], uirevisi
             name="probability",
         )
     )
-    return _layout(
+    finite = [p for p in probabilities if math.isfinite(p)]
+    fig = _layout(
         fig,
         "Next token",
         uirevision,
         60 + 26 * len(labels),
         yaxis=dict(autorange="reversed", type="category"),
-        xaxis=dict(title=dict(text="probability"), range=[0, max(list(probabilities), default=1.0) * 1.2]),
+        xaxis=dict(title=dict(text="probability"), range=[0, max(finite, default=1.0) * 1.2]),
     )
+    return _say_if_not_finite(fig, probabilities)
+
+
+def _say_if_not_finite(fig: go.Figure, values: Sequence[float]) -> go.Figure:
+    """An empty chart would not say why: NaN outputs (weights or very long routes that overflow)."""
+    if all(math.isfinite(v) for v in values):
+        return fig
+    fig.add_annotation(
+        text="The model's outputs are NaN or infinite for this input:<br>there is nothing to rank.",
+        xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(color=ROUTE_COLOR),
+    )  # fmt: skip
+    return fig
 
 
 MAX_CLASS_BARS = 20
@@ -426,7 +439,8 @@ def class_probability_figure(
             name="probability",
         )
     )
-    return _layout(fig, title, uirevision, 300, yaxis=dict(range=[0, top], title=dict(text="probability")))
+    fig = _layout(fig, title, uirevision, 300, yaxis=dict(range=[0, top], title=dict(text="probability")))
+    return _say_if_not_finite(fig, probabilities)
 
 
 def causality_figure(result: Causality, token_labels: Sequence[str], uirevision: str = "causality") -> go.Figure:

@@ -294,7 +294,8 @@ def model_to_bytes(model: Genesis) -> tuple[bytes, bytes]:
     identity = {key: getattr(model.config, key, None) for key in IDENTITY}
     if identity["id2label"] is not None and placeholder_labels(identity["id2label"]):
         del identity["id2label"]  # transformers' LABEL_0, ... say nothing
-    config = json.dumps({**model.config.user_dict(), **identity}, indent=2).encode()
+    # model_type: what the Auto classes read to know the folder is a Genesis one
+    config = json.dumps({"model_type": "genesis", **model.config.user_dict(), **identity}, indent=2).encode()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return config, save_safetensors_bytes(state)
 

@@ -109,8 +109,8 @@ columns[2].metric("Distinct routes", len(set(analysis.route_keys(run))))
 columns[3].metric("Route diversity", f"{analysis.route_diversity(run):.2f} bits")
 if run.routing != active.model.config.n_routing:  # other pages route as the model does
     st.caption(
-        f"Routes here: {ROUTING[run.routing]}. The model's own mode, used by Home, Run and Compare, "
-        f"is {active.model.config.n_routing} routing."
+        f"Routes here: {ROUTING[run.routing]}. The model's own mode, used by Home and Run, "
+        f"is {active.model.config.n_routing} routing (Compare routes each input alone)."
     )
 if run.inputs["truncated"].any():
     st.caption(f"{int(run.inputs['truncated'].sum())} input(s) were cut to their last n_pos_size tokens.")

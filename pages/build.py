@@ -227,7 +227,8 @@ else:
 
 st.subheader("Export")
 cols = st.columns(3)
-cols[0].download_button("config.json (this app)", json.dumps(config.user_dict(), indent=2), "config.json")
+as_json = json.dumps({"model_type": "genesis", **config.user_dict()}, indent=2)  # AutoConfig reads model_type
+cols[0].download_button("config.json (this app)", as_json, "config.json")
 cols[1].download_button(
     "config.json (original code base)", json.dumps(compat.config_to_original(config), indent=2), "original_config.json"
 )

@@ -118,6 +118,10 @@ def validate_fields(fields: dict[str, Any]) -> tuple[genesis.GenesisConfig | Non
     return config, None
 
 
+# What makes Markdown of text inside a line (emphasis, code, links, HTML, strikethrough, formulas, tables).
+MARKDOWN_ESCAPES = str.maketrans({c: "\\" + c for c in "\\`*_[]<>~$|"})
+
+
 def wiring_too_large(config: genesis.GenesisConfig) -> str | None:
     """Why a section's wiring is too large to draw (every page draws it), or None."""
     arrows = config.n_neurons * config.n_neighbors
@@ -418,6 +422,12 @@ def _uploaded_model() -> ActiveModel | None:
             return None
         return uploaded
     try:
+        # The app's limits, as for a Build config, before the weights are read: the parameter count,
+        # the activations of what the pages run, and the arrows every page draws.
+        config = gio.read_config(config_file.getvalue(), config_file.name)
+        check_size(config, *_limits(config))
+        if problem := wiring_too_large(config):
+            raise ValueError(f"too large for this app: {problem}")
         model = gio.load_model(
             config_file.getvalue(),
             weights_file.getvalue(),
@@ -425,7 +435,10 @@ def _uploaded_model() -> ActiveModel | None:
             weights_file.name,
             max_parameters=APP_MAX_PARAMETERS,
         )
-    except (ValueError, SizeError) as e:
+    except SizeError as e:
+        st.error(f"Upload refused: too large for this app: {e}")
+        return None
+    except ValueError as e:
         st.error(f"Upload refused: {e}")
         return None
     active = ActiveModel(model, f"uploaded model ({weights_file.name})", SOURCES[3])
@@ -454,4 +467,4 @@ def stop_without_model() -> None:
 def show_model(active: ActiveModel | None, where: Any = st) -> None:
     """The line that says which model a page shows (`where`: a placeholder filled later)."""
     if active is not None:
-        where.caption(f"Model: **{active.label}**")
+        where.caption(f"Model: **{active.label.translate(MARKDOWN_ESCAPES)}**")  # a file's name is not Markdown

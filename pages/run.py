@@ -66,6 +66,10 @@ if len(all_ids) > 1:
     line = st.selectbox(
         "Line to show", range(len(all_ids)), format_func=lambda i: f"{i + 1}: {lines[i][:60]}", key="run_line"
     )
+    st.caption(
+        f"Each of the {len(all_ids)} lines is an input of its own here; Home runs the whole text as one input "
+        "(turn off 'One input per line' to do so here)."
+    )
 ids = all_ids[line]
 output = probes.run(model, ids)  # the route of one input is the one it takes alone (batch of one)
 trace = output.trace
@@ -95,7 +99,7 @@ if config.n_output == "causal_lm":
         if held and held[0] == request:
             text = decode_bytes(held[1])
             shown = text if text.strip() else f"(only whitespace: {text!r})" if text else "(end of text at once)"
-            st.code(shown, language=None)
+            st.code(f"\n{shown}\n", language=None)  # st.code drops one line break at each end: these
 elif config.n_output == "sequence_classifier":
     st.plotly_chart(
         figures.class_probability_figure(probes.class_probabilities(output), probes.class_names(config)),
@@ -173,7 +177,7 @@ def what_if_view() -> None:
     current = thresholds[neuron]
     value = controls.slider(
         f"Its threshold (the model's: {current:.3f})", min(0.0, current), max(1.0, current), current, 0.005,
-        key=f"whatif_{section_index}_{neuron}_{model_key(model)}",  # another model starts from its own value
+        format="%.3f", key=f"whatif_{section_index}_{neuron}_{model_key(model)}",  # another model: its own value
     )  # fmt: skip
     edited = probes.set_threshold(private_copy(model), model, section_index, neuron, value)
     what_if = probes.routes_alone(edited, ids)

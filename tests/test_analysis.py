@@ -184,13 +184,13 @@ def test_route_table_and_diversity(model, run):
 def test_route_difference_on_handcrafted_routes():
     diff = analysis.route_difference([[1, 4, 5], [2, 3]], [[1, 4, 6], [2, 3]])
     first, second = diff.iloc[0], diff.iloc[1]
-    assert (first["shared_prefix"], first["first_divergent_hop"], first["neuron_a"], first["neuron_b"]) == (2, 2, 5, 6)
-    assert second["same"] and second["shared_prefix"] == 2 and pd.isna(second["first_divergent_hop"])
+    assert (first["shared_prefix"], first["first_divergent_step"], first["neuron_a"], first["neuron_b"]) == (2, 2, 5, 6)
+    assert second["same"] and second["shared_prefix"] == 2 and pd.isna(second["first_divergent_step"])
     prefix = analysis.route_difference([[1, 4]], [[1, 4, 7]]).iloc[0]
-    assert (prefix["shared_prefix"], prefix["first_divergent_hop"], prefix["neuron_b"]) == (2, 2, 7)
+    assert (prefix["shared_prefix"], prefix["first_divergent_step"], prefix["neuron_b"]) == (2, 2, 7)
     assert pd.isna(prefix["neuron_a"])  # route A had already stopped
     start = analysis.route_difference([[0]], [[1]]).iloc[0]
-    assert (start["shared_prefix"], start["first_divergent_hop"]) == (0, 0)
+    assert (start["shared_prefix"], start["first_divergent_step"]) == (0, 0)
     missing = analysis.route_difference([[0], [1]], [[0]])  # a section missing on one side
     assert len(missing) == 2 and missing.iloc[1]["route_b"] == "(no section 1)" and not missing.iloc[1]["same"]
 
@@ -228,7 +228,7 @@ def test_edge_inputs_get_messages_that_name_the_problem(model, run):
     with pytest.raises(ValueError, match=r"section must be in \[0, 1\], got 5"):
         analysis.transition_matrix(run, 5)  # used to be an all-zero table
     empty = analysis.route_difference([], [])
-    assert empty.empty and "first_divergent_hop" in empty.columns  # used to be a KeyError
+    assert empty.empty and "first_divergent_step" in empty.columns  # used to be a KeyError
 
 
 def test_seed_stability(model):

@@ -276,3 +276,19 @@ def test_activation_heatmaps_draw_section_zero_on_top_with_room_for_labels(lm_mo
         assert fig.layout.yaxis.autorange == "reversed"  # plotly draws y upwards: row 0 would be at the bottom
         assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin  # labels get the room they need
         assert_fits(fig, figure_style.WIDE)
+
+
+def test_outputs_that_are_not_numbers_are_said_not_drawn_empty():
+    """A valid config can overflow to NaN (1024 neurons at n_dim 4: routes of 67 hops): the chart
+    used to be blank, with nothing to say why."""
+    nan = float("nan")
+    for figure in (
+        figures.top_k_figure(["a", "b"], [nan, nan]),
+        figures.class_probability_figure([nan, nan, nan]),
+        figures.class_probability_figure([nan]),
+    ):
+        notes = [a.text for a in figure.layout.annotations]
+        assert any("NaN or infinite" in n for n in notes), notes
+        assert figure.layout.xaxis.range is None or all(math.isfinite(v) for v in figure.layout.xaxis.range)
+    for figure in (figures.top_k_figure(["a"], [0.5]), figures.class_probability_figure([0.2, 0.8])):
+        assert not any("NaN" in (a.text or "") for a in figure.layout.annotations)

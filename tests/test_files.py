@@ -375,3 +375,21 @@ def test_class_names_come_back_in_both_directions(tmp_path):
     genesis.Genesis(config).save_pretrained(tmp_path)
     loaded = gio.load_folder(tmp_path).config
     assert loaded.label2id == {"neg": 0, "pos": 1}  # used to stay LABEL_0, LABEL_1 beside the real names
+
+
+def test_the_apps_downloads_load_with_the_auto_classes(tmp_path):
+    """The app's "Download config.json" had no model_type: AutoModel* said "Unrecognized model"."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    config = genesis.preset("classifier", n_outputs=3, id2label={0: "neg", 1: "mixed", 2: "pos"})
+    model = genesis.Genesis(config).eval()
+    config_json, weights = gio.model_to_bytes(model)
+    (tmp_path / "config.json").write_bytes(config_json)
+    (tmp_path / "model.safetensors").write_bytes(weights)
+    x = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(0))
+    for auto in (AutoModel, AutoModelForSequenceClassification):
+        loaded = auto.from_pretrained(tmp_path).eval()
+        assert loaded.config.id2label == {0: "neg", 1: "mixed", 2: "pos"}
+        with torch.no_grad():
+            assert torch.equal(loaded(x).outputs, model(x).outputs)
+    assert AutoConfig.from_pretrained(tmp_path).user_dict() == config.user_dict()

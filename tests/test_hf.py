@@ -156,6 +156,7 @@ def test_from_pretrained_refuses_an_invalid_config(tmp_path, make_model):
         ("drop", "does not fit the config: missing sections.0.threshold"),
         ("nan", "sections.0.threshold contains NaN or infinite values"),
         ("extra", "does not fit the config: unexpected stray.weight"),
+        ("int", "tensor sections.0.threshold has dtype I32; weights must be floats"),  # was cast and run
     ],
 )
 def test_from_pretrained_refuses_incomplete_or_broken_weights(tmp_path, make_model, damage, message):
@@ -166,6 +167,8 @@ def test_from_pretrained_refuses_incomplete_or_broken_weights(tmp_path, make_mod
         del tensors["sections.0.threshold"]
     elif damage == "nan":
         tensors["sections.0.threshold"][0] = float("nan")
+    elif damage == "int":
+        tensors["sections.0.threshold"] = tensors["sections.0.threshold"].round().int()
     else:
         tensors["stray.weight"] = torch.zeros(2)
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})

@@ -43,7 +43,10 @@ def test_sample_set_runs_on_arrival_and_charts_match_the_library(app_model):
     for name in ("firing_frequency", "route_table", "near_misses", "transitions", "balance", "candidates"):
         assert f"Download {name}.csv" in labels
     # Its routes are per-sample, the model's are batch: said, since the other pages' numbers differ.
-    assert any("The model's own mode, used by Home, Run and Compare, is batch" in c.value for c in at.caption)
+    assert any(
+        "The model's own mode, used by Home and Run, is batch routing (Compare routes each input alone)" in c.value
+        for c in at.caption
+    )
 
 
 def test_typed_lines_with_shared_batch_routing(app_model):

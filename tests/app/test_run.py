@@ -219,6 +219,22 @@ def test_continuation_and_url():
     )
 
 
+def test_a_continuation_is_shown_with_its_leading_line_breaks():
+    """st.code drops one line break at each end of what it is given: '\nThe ...' showed as 'The ...'."""
+    from genesis import io as gio
+    from genesis.data import decode_bytes
+    from pages.common import DEMO_DIR, EXAMPLE_TEXT
+
+    model, ids = gio.load_folder(DEMO_DIR).eval(), list(EXAMPLE_TEXT.encode())
+    texts = ((s, decode_bytes(probes.continuation(model, ids, 40, 0.8, 0.95, s))) for s in range(200))
+    seed, text = next((s, t) for s, t in texts if t.startswith("\n") and t.strip())  # the demo starts many so
+    at = open_app("run", fresh=False)
+    at.number_input(key="run_seed").set_value(seed).run()
+    at.button(key="run_sample").click().run()
+    assert_ok(at)
+    assert at.code[0].value == text
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
