@@ -262,8 +262,11 @@ def load_model(
     tensors = read_weights(weights, weights_name)
     from .modeling import Genesis
 
+    with torch.device("meta"):  # shapes only: what does not fit is said before the config's size is allocated
+        shapes = Genesis(cfg, **size_limits)
+    state = state_dict_for(shapes, tensors, weights_name)
     model = Genesis(cfg, **size_limits)
-    model.load_state_dict(state_dict_for(model, tensors, weights_name))
+    model.load_state_dict(state)
     return model.eval()
 
 

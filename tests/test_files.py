@@ -393,3 +393,15 @@ def test_the_apps_downloads_load_with_the_auto_classes(tmp_path):
         with torch.no_grad():
             assert torch.equal(loaded(x).outputs, model(x).outputs)
     assert AutoConfig.from_pretrained(tmp_path).user_dict() == config.user_dict()
+
+
+def test_weights_far_smaller_than_the_config_are_refused_before_the_model_is_built():
+    """A 350M-parameter config.json beside a 157 KB safetensors took 2.4 GB and 49 s to refuse: the
+    model was built at the config's size before the shapes were compared."""
+    config_json, weights = gio.model_to_bytes(genesis.Genesis(genesis.preset("tiny")))
+    big = {**json.loads(config_json), "n_dim": 1024, "n_neurons": 64, "n_attentive_neuron_heads": 4}
+    with pytest.raises(
+        gio.LoadError,
+        match=r"weights do not fit the config: .*shape input.wte.weight is \(258, 32\) in the file, the config needs \(258, 1024\)",
+    ):
+        gio.load_model(json.dumps(big).encode(), weights)
