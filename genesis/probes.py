@@ -101,6 +101,8 @@ def continuation(
     new: list[int] = []
     for _ in range(max_new_tokens):
         logits = model(text[:, -window:]).logits[0, -1].float().cpu()
+        if not bool(torch.isfinite(logits).all()):  # (a model whose long routes overflow)
+            raise ValueError("the model's next-token scores are NaN or infinite: there is nothing to sample")
         token = int(logits.argmax()) if temperature <= 0 else _nucleus_draw(logits / temperature, top_p, generator)
         new.append(token)
         if token == EOS_ID:

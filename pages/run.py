@@ -93,8 +93,11 @@ if config.n_output == "causal_lm":
         seed = knobs[3].number_input("seed", 0, 2**31 - 1, 0, key="run_seed")
         request = (model_key(model), tuple(ids), temperature, top_p, new_tokens, seed)
         if st.button("Sample a continuation", key="run_sample"):
-            new = probes.continuation(model, ids, new_tokens, temperature, top_p, seed)
-            st.session_state["run_continuation"] = (request, new)
+            try:
+                new = probes.continuation(model, ids, new_tokens, temperature, top_p, seed)
+                st.session_state["run_continuation"] = (request, new)
+            except ValueError as e:
+                st.warning(f"No continuation: {e}.")
         held = st.session_state.get("run_continuation")
         if held and held[0] == request:
             text = decode_bytes(held[1])

@@ -207,3 +207,14 @@ def test_a_sample_that_stopped_in_a_batch_is_described_by_its_own_hops(make_mode
     assert figure.layout.title.text.startswith(f"Hop {len(own)}: {own[-1].source} → {own[-1].chosen} does not fire")
     with pytest.raises(ValueError, match="route in section"):
         figures.hop_step_figure(section, len(own) + 1, sample)
+
+
+def test_a_model_with_nan_scores_says_so_instead_of_sampling():
+    """torch.multinomial raised "probability tensor contains either inf, nan or element < 0" (a valid
+    config whose long routes overflow gives NaN scores)."""
+    model = genesis.Genesis(genesis.preset("tiny")).eval()
+    with torch.no_grad():
+        model.output.lm_head.bias.fill_(float("nan"))
+    for temperature in (0.0, 0.8):
+        with pytest.raises(ValueError, match="next-token scores are NaN or infinite"):
+            probes.continuation(model, [72, 105], 5, temperature, 0.9, 0)
